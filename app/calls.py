@@ -1,0 +1,162 @@
+"""Calling a route's function: bind request values to named arguments, run one
+transaction, return the JSON text PostgreSQL rendered.
+
+Per request (PostgREST's order): BEGIN [READ ONLY]; set the role and the request
+settings with set_config(..., true); one statement; read response.status and
+response.headers; COMMIT. All of it goes out in one pipeline: one round trip.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+from .errors import ApiError
+from .routes import Route
+
+SET_CONTEXT = (
+    "select pg_catalog.set_config('role', %s, true),"
+    " pg_catalog.set_config('request.jwt.claims', %s, true),"
+    " pg_catalog.set_config('request.headers', %s, true),"
+    " pg_catalog.set_config('request.method', %s, true),"
+    " pg_catalog.set_config('request.path', %s, true),"
+    " pg_catalog.set_config('request.base_url', %s, true)"
+)
+READ_RESPONSE = (
+    "select pg_catalog.current_setting('response.status', true),"
+    " pg_catalog.current_setting('response.headers', true)"
+)
+
+
+@dataclass(frozen=True)
+class Context:
+    """Who is asking, and about what: becomes the transaction's role and settings."""
+
+    role: str
+    claims: Mapping[str, Any]
+    headers: Mapping[str, str]
+    method: str
+    path: str
+    base_url: str
+
+    def params(self) -> tuple[str, ...]:
+        return (
+            self.role, json.dumps(self.claims), json.dumps(self.headers),
+            self.method, self.path, self.base_url,
+        )
+
+
+@dataclass
+class Call:
+    """A route with its arguments bound: named values, and maybe a whole JSON body."""
+
+    route: Route
+    values: dict[str, Any] = field(default_factory=dict)
+    body: str | None = None
+
+    @property
+    def body_argument(self) -> str | None:
+        arg = self.route.body_argument
+        return arg.name if arg is not None and self.body is not None else None
+
+    def statement(self) -> sql.Composed:
+        return call_statement(self.route, tuple(sorted(self.values)), self.body_argument)
+
+    def params(self) -> dict[str, Any]:
+        return {"values": json.dumps(self.values), "body": self.body}
+
+
+@dataclass(frozen=True)
+class Result:
+    """What the function answered: JSON text, and the status/headers it asked for."""
+
+    body: str
+    status: str | None
+    headers: str | None
+
+
+@lru_cache(maxsize=1024)
+def call_statement(route: Route, names: tuple[str, ...], body_arg: str | None) -> sql.Composed:
+    """``select to_json(schema.fn(a => _.a, ...))::text from jsonb_to_record(...) as _(a type)``.
+
+    Only the arguments the request gave are named, so PostgreSQL applies the defaults,
+    and it casts every value to the argument's declared type.
+    """
+    named = [sql.SQL("{0} => _.{0}").format(sql.Identifier(n)) for n in names]
+    if body_arg:
+        named.append(sql.SQL("{} => %(body)s::jsonb").format(sql.Identifier(body_arg)))
+    invocation = sql.SQL("{}({})").format(
+        sql.Identifier(route.schema, route.function), sql.SQL(", ").join(named)
+    )
+    source = sql.SQL("")
+    if names:
+        columns = sql.SQL(", ").join(
+            sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(route.argument(n).type))
+            for n in names
+        )
+        source = sql.SQL(" from pg_catalog.jsonb_to_record(%(values)s::jsonb) as _({})").format(
+            columns
+        )
+    if route.returns_set:
+        join = sql.SQL(", lateral ") if names else sql.SQL(" from ")
+        return sql.SQL("select coalesce(pg_catalog.json_agg(_r), '[]')::text{}{}{} as _r").format(
+            source, join, invocation
+        )
+    return sql.SQL("select pg_catalog.to_json({})::text{}").format(invocation, source)
+
+
+async def execute(pool: AsyncConnectionPool, call: Call, context: Context) -> Result:
+    """Run the call in one transaction on a pooled connection."""
+    async with pool.connection() as conn:
+        try:
+            return await _transaction(conn, call, context)
+        except psycopg.Error as exc:
+            if not conn.broken:
+                await conn.execute("rollback")
+                exc = await _name_bad_argument(conn, call, exc)
+            raise exc
+
+
+async def _transaction(conn: psycopg.AsyncConnection, call: Call, context: Context) -> Result:
+    begin = "begin isolation level read committed read only" if call.route.read_only else "begin"
+    async with conn.pipeline():
+        await conn.execute(begin)
+        await conn.execute(SET_CONTEXT, context.params())
+        answer = await conn.execute(call.statement(), call.params())
+        response = await conn.execute(READ_RESPONSE)
+        await conn.execute("commit")
+    (body,) = await answer.fetchone()  # type: ignore[misc]
+    status, headers = await response.fetchone()  # type: ignore[misc]
+    return Result(body if body is not None else "null", status or None, headers or None)
+
+
+async def _name_bad_argument(
+    conn: psycopg.AsyncConnection, call: Call, exc: psycopg.Error
+) -> psycopg.Error | ApiError:
+    """After a data exception, find which argument PostgreSQL could not cast.
+
+    Only on the error path: cast each bound value alone, report the first that fails.
+    """
+    if not (exc.sqlstate or "").startswith("22"):
+        return exc
+    for name, value in sorted(call.values.items()):
+        arg_type = call.route.argument(name).type
+        probe = sql.SQL("select from pg_catalog.jsonb_to_record(%s::jsonb) as _(v {})").format(
+            sql.SQL(arg_type)
+        )
+        try:
+            await conn.execute(probe, (json.dumps({"v": value}),))
+        except psycopg.Error as cast_error:
+            message = cast_error.diag.message_primary or "invalid value"
+            return ApiError(
+                400, f"{name}: {message}", "invalid_parameter",
+                {"parameter": name, "expected": arg_type},
+            )
+    return exc

@@ -1,0 +1,113 @@
+"""``emberlog-api``: serve, migrate, routes, psql."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+
+import psycopg
+
+from . import deploy, logs, routes
+from .embedded import EmbeddedPostgres
+from .settings import Settings, SettingsError, from_env
+
+
+@contextlib.contextmanager
+def database(settings: Settings) -> Iterator[str]:
+    """The database URL in use: DATABASE_URL, or the embedded server (started if needed,
+    and stopped on the way out if this command started it)."""
+    if not settings.embedded:
+        assert settings.database_url
+        yield settings.database_url
+        return
+    server = EmbeddedPostgres(settings.data_dir / "postgres")
+    url = server.start()
+    try:
+        yield url
+    finally:
+        server.stop_if_started_here()
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    with database(settings) as url:
+        applied, files = deploy.migrate(url, settings.reload_channel)
+    print(f"migrations applied: {', '.join(applied) or 'none pending'}; sql files applied: {files}")
+    return 0
+
+
+def cmd_routes(settings: Settings, args: argparse.Namespace) -> int:
+    with database(settings) as url, psycopg.connect(url) as conn:
+        table = routes.load_sync(conn, settings.api_schema)
+    for route in table.routes:
+        summary = route.description.splitlines()[0] if route.description else ""
+        print(f"{route.method:<7}{route.template:<36}{route.schema}.{route.function}  {summary}")
+    return 0
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    with database(settings) as url:
+        deploy.migrate(url, settings.reload_channel)
+        os.environ["DATABASE_URL"] = url  # the workers read their settings from the environment
+        uvicorn.run(
+            "app.asgi:app",
+            host=settings.host,
+            port=settings.port,
+            workers=None if args.reload else settings.workers,
+            reload=args.reload,
+            access_log=False,  # our own JSON line per request replaces it
+            server_header=False,
+            log_config=None,
+            log_level=settings.log_level.lower(),
+        )
+    return 0
+
+
+def cmd_psql(settings: Settings, args: argparse.Namespace) -> int:
+    with database(settings) as url:
+        psql = EmbeddedPostgres.bin_path("psql")
+        program = str(psql) if psql.exists() else "psql"
+        return os.spawnvp(os.P_WAIT, program, [program, url, *args.psql_args])
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="emberlog-api", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="migrate, then serve HTTP with uvicorn")
+    serve.add_argument("--reload", action="store_true", help="restart on code changes (dev)")
+    serve.set_defaults(func=cmd_serve)
+    sub.add_parser("migrate", help="apply migrations and re-create api from sql/").set_defaults(
+        func=cmd_migrate
+    )
+    sub.add_parser("routes", help="list the routes the database declares").set_defaults(
+        func=cmd_routes
+    )
+    psql = sub.add_parser("psql", help="open psql on the database in use")
+    psql.add_argument("psql_args", nargs=argparse.REMAINDER)
+    psql.set_defaults(func=cmd_psql)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = from_env()
+    except SettingsError as exc:
+        print(f"emberlog-api: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_level)
+    try:
+        return args.func(settings, args)
+    except KeyboardInterrupt:
+        return 130
+    except (deploy.DeployError, psycopg.OperationalError) as exc:
+        print(f"emberlog-api: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""Connections: the request pool and how each of its connections is prepared."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def connect_kwargs() -> dict[str, Any]:
+    """Arguments for every connection the app makes (pool and listener)."""
+    return {"autocommit": True, "application_name": "emberlog-api"}
+
+
+async def prepare_connection(conn: psycopg.AsyncConnection, settings: Settings) -> None:
+    """Once per new connection: become the authenticator, read naive times in NAIVE_TIMEZONE.
+
+    Logging in as the authenticator is the production setup. When the URL logs in as
+    another role (the embedded default is the superuser), switching at session level
+    still makes every request start from the authenticator's (lack of) privileges.
+    """
+    await conn.execute(
+        "select pg_catalog.set_config('role', %s, false), "
+        "pg_catalog.set_config('TimeZone', %s, false)",
+        (settings.authenticator_role, settings.naive_timezone),
+    )
+
+
+def create_pool(settings: Settings) -> AsyncConnectionPool:
+    """The request pool, not yet open (open it in the app's start-up)."""
+    assert settings.database_url, "database_url is resolved before the app starts"
+
+    async def configure(conn: psycopg.AsyncConnection) -> None:
+        await prepare_connection(conn, settings)
+
+    return AsyncConnectionPool(
+        settings.database_url,
+        kwargs=connect_kwargs(),
+        min_size=settings.pool_min_size,
+        max_size=max(settings.pool_max_size, settings.pool_min_size),
+        timeout=settings.pool_timeout,
+        configure=configure,
+        open=False,
+        name="emberlog-requests",
+        reconnect_timeout=3600.0,
+    )

@@ -1,0 +1,105 @@
+"""The generic resource: every route declared in SQL is served here."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import falcon
+from falcon.asgi import Request, Response
+
+from . import calls
+from .binding import bind
+from .calls import Context, Result
+from .errors import ApiError
+from .routes import RouteTable
+from .state import AppState
+
+log = logging.getLogger(__name__)
+
+# Credentials never reach SQL settings (or logs): identity arrives as the role and claims.
+SECRET_HEADERS = frozenset({"authorization", "cookie", "x-api-key", "proxy-authorization"})
+
+
+def request_context(req: Request, role: str) -> Context:
+    headers = {k.lower(): v for k, v in req.headers.items() if k.lower() not in SECRET_HEADERS}
+    return Context(
+        role=role,
+        claims={"role": role},
+        headers=headers,
+        method=req.method,
+        path=req.path,
+        base_url=req.prefix,
+    )
+
+
+def apply_result(resp: Response, result: Result, default_status: int = 200) -> None:
+    """The function's JSON as the body, with the status and headers it set, if any."""
+    resp.status = _status(result.status, default_status)
+    resp.content_type = falcon.MEDIA_JSON
+    resp.text = result.body
+    for name, value in _headers(result.headers):
+        resp.set_header(name, value)
+
+
+def _status(setting: str | None, default: int) -> int:
+    if not setting:
+        return default
+    try:
+        status = int(setting)
+    except ValueError:
+        status = 0
+    if not 100 <= status <= 599:
+        log.error("function set response.status to %r; answering %d", setting, default)
+        return default
+    return status
+
+
+def _headers(setting: str | None) -> list[tuple[str, str]]:
+    """response.headers: a JSON object, or PostgREST's array of one-key objects."""
+    if not setting:
+        return []
+    try:
+        parsed = json.loads(setting)
+    except ValueError:
+        log.error("function set response.headers to invalid JSON; ignored")
+        return []
+    items = parsed if isinstance(parsed, list) else [parsed]
+    return [(str(k), str(v)) for item in items if isinstance(item, dict) for k, v in item.items()]
+
+
+class Gateway:
+    """A Falcon sink: match the route table, bind, call, pass the JSON through."""
+
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+
+    def _table(self) -> RouteTable:
+        if self.state.routes is None:
+            raise ApiError(503, "the route table is not loaded yet", headers={"Retry-After": "1"})
+        return self.state.routes
+
+    async def __call__(self, req: Request, resp: Response, **_: Any) -> None:
+        table = self._table()
+        if req.method == "OPTIONS":
+            return self._options(table, req, resp)
+        match = table.match(req.method, req.path)
+        if match is None:
+            allowed = table.methods_for(req.path)
+            if allowed:
+                raise ApiError(405, f"{req.method} is not allowed on {req.path}",
+                               headers={"Allow": ", ".join([*allowed, "OPTIONS"])})
+            raise ApiError(404, f"no route for {req.path}")
+        req.context.route = match.route.template
+        call = await bind(req, match, self.state.settings.max_body_bytes)
+        context = request_context(req, self.state.settings.anon_role)
+        result = await calls.execute(self.state.require_pool(), call, context)
+        apply_result(resp, result)
+
+    def _options(self, table: RouteTable, req: Request, resp: Response) -> None:
+        allowed = table.methods_for(req.path)
+        if not allowed:
+            raise ApiError(404, f"no route for {req.path}")
+        resp.status = falcon.HTTP_204
+        resp.set_header("Allow", ", ".join([*allowed, "OPTIONS"]))

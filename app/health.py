@@ -1,0 +1,82 @@
+"""Liveness, readiness and the health report: built in, not declared in SQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import falcon
+from falcon.asgi import Request, Response
+
+from . import __version__
+from .errors import ApiError
+from .state import AppState
+
+SERVICE = "emberlog-api"
+
+
+async def database_check(state: AppState) -> dict[str, Any]:
+    """One round trip to PostgreSQL, bounded by HEALTH_TIMEOUT."""
+    started = time.perf_counter()
+    try:
+        pool = state.require_pool()
+        async with asyncio.timeout(state.settings.health_timeout):
+            async with pool.connection(timeout=state.settings.health_timeout) as conn:
+                await conn.execute("select 1")
+        healthy = True
+    except Exception:  # unreachable, timed out, pool closed: all mean unhealthy
+        healthy = False
+    elapsed = round((time.perf_counter() - started) * 1000, 2)
+    return {"status": "healthy" if healthy else "unhealthy", "response_time_ms": elapsed}
+
+
+def _json(resp: Response, body: dict[str, Any], status: int = 200) -> None:
+    resp.status = status
+    resp.content_type = falcon.MEDIA_JSON
+    resp.text = json.dumps(body)
+
+
+class Liveness:
+    """GET /healthz: 200 while the process runs; never touches the database."""
+
+    async def on_get(self, req: Request, resp: Response) -> None:
+        _json(resp, {"status": "ok"})
+
+
+class Readiness:
+    """GET /readyz: 200 when the database answers and routes are loaded, else 503."""
+
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+
+    async def on_get(self, req: Request, resp: Response) -> None:
+        database = await database_check(self.state)
+        routes = len(self.state.routes) if self.state.routes is not None else None
+        if database["status"] != "healthy" or routes is None:
+            raise ApiError(
+                503, "not ready: " + ("database unreachable" if routes is not None
+                                      else "routes not loaded"),
+                "not_ready", {"database": database["status"], "routes": routes},
+                headers={"Retry-After": "1"},
+            )
+        _json(resp, {"status": "ready", "routes": routes})
+
+
+class Health:
+    """GET /health and /api/v1/health: always 200, with the state of each dependency."""
+
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+
+    async def on_get(self, req: Request, resp: Response) -> None:
+        database = await database_check(self.state)
+        _json(resp, {
+            "status": "healthy" if database["status"] == "healthy" else "degraded",
+            "service": SERVICE,
+            "version": __version__,
+            "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "checks": {"database": database},
+        })

@@ -1,0 +1,90 @@
+"""Configuration, read from environment variables by a function (nothing at import time)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class SettingsError(ValueError):
+    """A configuration variable holds a value the API cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the app and the CLI need to know; tests build their own."""
+
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    data_dir: Path = Path(".data")
+    api_schema: str = "api"
+    authenticator_role: str = "emberlog_authenticator"
+    anon_role: str = "emberlog_anon"
+    reload_channel: str = "emberlog_reload"
+    naive_timezone: str = "UTC"
+    cors_origins: tuple[str, ...] = ("*",)
+    max_body_bytes: int = 1024 * 1024
+    pool_min_size: int = 2
+    pool_max_size: int = 10
+    pool_timeout: float = 5.0
+    health_timeout: float = 2.0
+    log_level: str = "INFO"
+
+    @property
+    def embedded(self) -> bool:
+        """True when no DATABASE_URL is given and the embedded PostgreSQL is used."""
+        return not self.database_url
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from exc
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    try:
+        return float(raw) if raw else default
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    origins = tuple(o.strip() for o in raw.split(",") if o.strip())
+    return origins or ("*",)
+
+
+def from_env(env: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from environment variables (see README for each one)."""
+    env = os.environ if env is None else env
+    return Settings(
+        database_url=env.get("DATABASE_URL") or None,
+        host=env.get("HOST") or "127.0.0.1",
+        port=_int(env, "PORT", 8080),
+        workers=_int(env, "WORKERS", 1, minimum=1),
+        data_dir=Path(env.get("DATA_DIR") or ".data"),
+        api_schema=env.get("API_SCHEMA") or "api",
+        authenticator_role=env.get("AUTHENTICATOR_ROLE") or "emberlog_authenticator",
+        anon_role=env.get("ANON_ROLE") or "emberlog_anon",
+        reload_channel=env.get("RELOAD_CHANNEL") or "emberlog_reload",
+        naive_timezone=env.get("NAIVE_TIMEZONE") or "UTC",
+        cors_origins=_origins(env.get("CORS_ORIGINS", "*")),
+        max_body_bytes=_int(env, "MAX_BODY_BYTES", 1024 * 1024, minimum=1),
+        pool_min_size=_int(env, "POOL_MIN_SIZE", 2, minimum=0),
+        pool_max_size=_int(env, "POOL_MAX_SIZE", 10, minimum=1),
+        pool_timeout=_float(env, "POOL_TIMEOUT", 5.0),
+        health_timeout=_float(env, "HEALTH_TIMEOUT", 2.0),
+        log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
+    )

@@ -1,0 +1,236 @@
+-- Incidents: the views psql users read, and the functions the HTTP routes call.
+
+create view api.incidents as
+select
+    i.id,
+    i.dispatched_at,
+    i.special_call,
+    i.units,
+    i.channel,
+    i.incident_type,
+    i.address,
+    i.source_audio,
+    i.original_text,
+    i.transcript,
+    i.parsed,
+    i.created_at,
+    i.search
+from data.incidents as i;
+
+comment on view api.incidents is
+'Every incident. Order by dispatched_at desc, id desc for newest first. search is the weighted full-text document.';
+
+create view api.recent_incidents as
+select i.*
+from api.incidents as i
+where i.dispatched_at >= now() - interval '30 minutes';
+
+comment on view api.recent_incidents is 'Incidents dispatched in the last 30 minutes.';
+
+create function api.iso8601(ts timestamptz)
+returns text
+language sql
+immutable
+parallel safe
+return to_char(ts at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
+
+comment on function api.iso8601(timestamptz) is
+'The one timestamp format of every response: UTC, microseconds, Z (sorts as a string).';
+
+create function api.incident_json(incident api.incidents)
+returns json
+language sql
+stable
+parallel safe
+return json_build_object(
+    'id', incident.id,
+    'dispatched_at', api.iso8601(incident.dispatched_at),
+    'special_call', incident.special_call,
+    'units', incident.units,
+    'channel', incident.channel,
+    'incident_type', incident.incident_type,
+    'address', incident.address,
+    'source_audio', incident.source_audio,
+    'original_text', incident.original_text,
+    'transcript', incident.transcript,
+    'parsed', incident.parsed,
+    'created_at', api.iso8601(incident.created_at)
+);
+
+comment on function api.incident_json(api.incidents) is 'The JSON shape of one incident in every response.';
+
+create function api.get_incident(id bigint)
+returns json
+language plpgsql
+stable
+as $$
+declare
+    found json;
+begin
+    select api.incident_json(i) into found
+    from api.incidents as i
+    where i.id = get_incident.id;
+    if found is null then
+        raise sqlstate 'PT404' using
+            message = 'incident ' || id || ' not found',
+            hint = 'not_found';
+    end if;
+    return found;
+end
+$$;
+
+comment on function api.get_incident(bigint) is
+E'@http GET /api/v1/incidents/{id}\nOne incident by id; 404 when there is none.';
+
+create function api.list_incidents(
+    from_dispatched_at timestamptz default null,
+    to_dispatched_at timestamptz default null,
+    incident_type text default null,
+    channel text default null,
+    units text [] default null,
+    address_search text default null,
+    q text default null,
+    page integer default 1,
+    page_size integer default 50
+)
+returns json
+language plpgsql
+stable
+as $$
+#variable_conflict use_column
+declare
+    -- address_search is a plain substring: escape ilike's wildcards and its escape character.
+    address_pattern text := '%' || replace(replace(replace(
+        list_incidents.address_search, '\', '\\'), '%', '\%'), '_', '\_') || '%';
+    query tsquery := websearch_to_tsquery('english', nullif(trim(list_incidents.q), ''));
+    result json;
+begin
+    if page is null or page < 1 then
+        raise sqlstate 'PT400' using
+            message = 'page must be 1 or more',
+            detail = '{"field": "page"}',
+            hint = 'invalid_parameter';
+    end if;
+    if page_size is null or page_size not between 1 and 200 then
+        raise sqlstate 'PT400' using
+            message = 'page_size must be between 1 and 200',
+            detail = '{"field": "page_size"}',
+            hint = 'invalid_parameter';
+    end if;
+    with matches as (
+        select i.*
+        from api.incidents as i
+        where (list_incidents.from_dispatched_at is null or i.dispatched_at >= list_incidents.from_dispatched_at)
+            and (list_incidents.to_dispatched_at is null or i.dispatched_at <= list_incidents.to_dispatched_at)
+            and (list_incidents.incident_type is null or i.incident_type = list_incidents.incident_type)
+            and (list_incidents.channel is null or i.channel = list_incidents.channel)
+            and (coalesce(cardinality(list_incidents.units), 0) = 0 or i.units && list_incidents.units)
+            and (list_incidents.address_search is null or i.address ilike address_pattern)
+            and (query is null or i.search @@ query)
+    ),
+
+    paged as (
+        select m.*
+        from matches as m
+        order by m.dispatched_at desc, m.id desc
+        limit page_size offset (page - 1)::bigint * page_size
+    )
+
+    select json_build_object(
+        'items', coalesce(
+            (select json_agg(api.incident_json(p::api.incidents) order by p.dispatched_at desc, p.id desc) from paged as p),
+            '[]'::json
+        ),
+        'total', (select count(*) from matches),
+        'page', page,
+        'page_size', page_size
+    ) into result;
+    return result;
+end
+$$;
+
+comment on function api.list_incidents(
+    timestamptz, timestamptz, text, text, text [], text, text, integer, integer
+) is
+E'@http GET /api/v1/incidents\nIncidents newest first, filtered and paged. units matches any of the given units; address_search is a case-insensitive substring; q is full-text over type, address and transcript. total counts every match.';
+
+create function api.create_incident(payload jsonb)
+returns jsonb
+language plpgsql
+volatile
+-- The one write path. security definer because no web role may touch data.*;
+-- search_path is pinned so the caller cannot redirect any name used here.
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    new_dispatched_at timestamptz;
+    new_source_audio text;
+    new_original_text text;
+    new_id bigint;
+    new_created_at timestamptz;
+    status text := '201';
+    url text;
+begin
+    if payload is null or jsonb_typeof(payload) <> 'object' then
+        raise sqlstate 'PT400' using
+            message = 'the body must be a JSON object',
+            hint = 'invalid_body';
+    end if;
+    new_dispatched_at := internal.payload_timestamp(payload, 'dispatched_at');
+    if new_dispatched_at is null then
+        perform internal.invalid_field('dispatched_at', 'is required');
+    end if;
+    new_source_audio := internal.payload_text(payload, 'source_audio');
+    if coalesce(new_source_audio, '') = '' then
+        perform internal.invalid_field('source_audio', 'is required and must not be empty');
+    end if;
+    new_original_text := internal.payload_text(payload, 'original_text');
+
+    insert into data.incidents as i (
+        dispatched_at, special_call, units, channel, incident_type, address,
+        source_audio, original_text, transcript, parsed
+    ) values (
+        new_dispatched_at,
+        coalesce(internal.payload_boolean(payload, 'special_call'), false),
+        internal.payload_text_array(payload, 'units'),
+        internal.payload_text(payload, 'channel'),
+        internal.payload_text(payload, 'incident_type'),
+        internal.payload_text(payload, 'address'),
+        new_source_audio,
+        new_original_text,
+        internal.payload_text(payload, 'transcript'),
+        internal.payload_object(payload, 'parsed')
+    )
+    on conflict do nothing
+    returning i.id, i.created_at into new_id, new_created_at;
+
+    if new_id is null then
+        -- A retried duplicate: answer with the incident already stored.
+        select i.id, i.created_at into new_id, new_created_at
+        from data.incidents as i
+        where md5(i.source_audio) = md5(new_source_audio)
+            and i.source_audio = new_source_audio
+            and i.original_text is not distinct from new_original_text;
+        if new_id is null then
+            -- Only an md5 collision between different texts gets here: refuse, store nothing.
+            raise sqlstate 'PT409' using
+                message = 'an incident with a colliding source_audio/original_text digest exists',
+                hint = 'conflict';
+        end if;
+        status := '200';
+    end if;
+
+    url := internal.absolute_url('/api/v1/incidents/' || new_id);
+    perform set_config('response.status', status, true);
+    perform set_config('response.headers', json_build_object('Location', url)::text, true);
+    return jsonb_build_object(
+        'id', new_id,
+        'created_at', api.iso8601(new_created_at),
+        'links', jsonb_build_object('self', jsonb_build_object('_url', url))
+    );
+end
+$$;
+
+comment on function api.create_incident(jsonb) is
+E'@http POST /api/v1/incidents\nRecords one incident from a JSON object (dispatched_at and source_audio required). 201 with the new id, or 200 with the existing id when the same source_audio and original_text were already stored.';

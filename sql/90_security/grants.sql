@@ -1,0 +1,27 @@
+-- Who may do what. Re-applied on every deploy, since api is re-created.
+-- Web roles get usage on api and grants on single objects; nothing on data or internal.
+
+revoke all on schema api from public;
+revoke execute on all functions in schema api from public;
+revoke execute on all functions in schema internal from public;
+
+grant usage on schema api to emberlog_anon, emberlog_ingest, emberlog_reader;
+
+-- psql users: read the views, nothing else.
+grant select on api.incidents, api.recent_incidents to emberlog_reader;
+
+-- Anonymous web requests: the read routes.
+grant select on api.incidents, api.recent_incidents to emberlog_anon;
+grant execute on function
+    api.iso8601(timestamptz),
+    api.incident_json(api.incidents),
+    api.get_incident(bigint),
+    api.list_incidents(timestamptz, timestamptz, text, text, text [], text, text, integer, integer)
+to emberlog_anon;
+
+-- The ingest service: the write function only.
+grant execute on function api.create_incident(jsonb) to emberlog_ingest;
+
+-- Until API keys land (issue 4), anonymous HTTP requests may write too: today's
+-- ingest service sends an empty X-API-Key. Remove this grant to close writes.
+grant execute on function api.create_incident(jsonb) to emberlog_anon;

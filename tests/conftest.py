@@ -1,0 +1,55 @@
+"""Fixtures: a real PostgreSQL (embedded unless TEST_DATABASE_URL is set), a migrated
+database per test session, an in-process app per test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import falcon.testing
+import psycopg
+import pytest
+
+from app.app import create_app
+from app.settings import Settings
+from tests import pg
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory):
+    override = os.environ.get("TEST_DATABASE_URL")
+    if override:
+        yield override
+        return
+    server = pg.start_embedded(tmp_path_factory.mktemp("pg") / "data")
+    yield server.uri
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(server_url):
+    url = pg.create_database(server_url)
+    yield url
+    pg.drop_database(server_url, url)
+
+
+@pytest.fixture
+def db(database_url):
+    """An autocommit connection as the migrating (owner) role, on emptied tables."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("truncate data.incidents restart identity")
+        yield conn
+
+
+@pytest.fixture
+def settings(database_url) -> Settings:
+    return Settings(database_url=database_url, pool_min_size=1, pool_max_size=4)
+
+
+@pytest.fixture
+async def client(settings, db):
+    app = create_app(settings)
+    async with falcon.testing.ASGIConductor(app) as conductor:
+        await asyncio.wait_for(app.state.routes_loaded.wait(), 10)
+        conductor.app_state = app.state
+        yield conductor

@@ -1,0 +1,136 @@
+"""Bad input: a clear 4xx in the one error shape, and nothing written."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.incidents import payload
+
+JSON = {"Content-Type": "application/json"}
+
+
+def assert_error(result, status: int, *words: str) -> dict:
+    assert result.status_code == status, result.text
+    error = result.json["error"]
+    assert set(error) == {"code", "message", "details"}
+    assert isinstance(error["code"], str) and error["code"]
+    assert isinstance(error["details"], dict)
+    for word in words:
+        assert word in error["message"]
+    return error
+
+
+def without(key: str) -> dict:
+    body = payload()
+    del body[key]
+    return body
+
+
+BAD_BODIES = [
+    pytest.param(b"{not json", 400, "JSON", id="malformed"),
+    pytest.param(b"[1, 2]", 400, "object", id="array"),
+    pytest.param(b'"text"', 400, "object", id="string"),
+    pytest.param(b"null", 400, "object", id="null"),
+    pytest.param(b"NaN", 400, "JSON", id="nan"),
+    pytest.param(b"\xff\xfe", 400, "UTF-8", id="not-utf8"),
+    pytest.param(json.dumps(without("dispatched_at")).encode(), 422, "dispatched_at",
+                 id="missing-dispatched_at"),
+    pytest.param(json.dumps(without("source_audio")).encode(), 422, "source_audio",
+                 id="missing-source_audio"),
+    pytest.param(json.dumps(payload(source_audio="")).encode(), 422, "source_audio",
+                 id="empty-source_audio"),
+    pytest.param(json.dumps(payload(dispatched_at="yesterday")).encode(), 422,
+                 "dispatched_at", id="word-date"),
+    pytest.param(json.dumps(payload(dispatched_at="now")).encode(), 422, "dispatched_at",
+                 id="now"),
+    pytest.param(json.dumps(payload(dispatched_at="2026-13-45T00:00:00")).encode(), 422,
+                 "dispatched_at", id="impossible-date"),
+    pytest.param(json.dumps(payload(dispatched_at=1732251855)).encode(), 422,
+                 "dispatched_at", id="number-date"),
+    pytest.param(json.dumps(payload(units="E1")).encode(), 422, "units", id="units-string"),
+    pytest.param(json.dumps(payload(units=["E1", 2])).encode(), 422, "units",
+                 id="units-number"),
+    pytest.param(json.dumps(payload(units=[None])).encode(), 422, "units", id="units-null"),
+    pytest.param(json.dumps(payload(special_call="yes")).encode(), 422, "special_call",
+                 id="special_call-string"),
+    pytest.param(json.dumps(payload(channel=5)).encode(), 422, "channel", id="channel-number"),
+    pytest.param(json.dumps(payload(address={"a": 1})).encode(), 422, "address",
+                 id="address-object"),
+    pytest.param(json.dumps(payload(parsed=[1])).encode(), 422, "parsed", id="parsed-array"),
+    pytest.param(json.dumps(payload(parsed="x")).encode(), 422, "parsed", id="parsed-string"),
+    pytest.param(json.dumps(payload(transcript="nul \u0000 char")).encode(), 400, "",
+                 id="nul-char"),
+    pytest.param(b'{"source_audio": "\\ud800"}', 400, "", id="lone-surrogate"),
+    pytest.param(b"", 400, "body", id="empty"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "word"), BAD_BODIES)
+async def test_bad_bodies_are_rejected_and_write_nothing(client, db, body, status, word):
+    result = await client.simulate_post("/api/v1/incidents", body=body, headers=JSON)
+    assert_error(result, status, word)
+    assert db.execute("select count(*) from data.incidents").fetchone()[0] == 0
+
+
+async def test_body_over_the_limit_is_413(client, db):
+    body = json.dumps(payload(transcript="x" * (1024 * 1024))).encode()
+    result = await client.simulate_post("/api/v1/incidents", body=body, headers=JSON)
+    assert_error(result, 413, "larger")
+    assert db.execute("select count(*) from data.incidents").fetchone()[0] == 0
+
+
+async def test_non_json_content_type_is_415(client, db):
+    result = await client.simulate_post(
+        "/api/v1/incidents", body=b"a=1", headers={"Content-Type": "text/plain"})
+    assert_error(result, 415, "application/json")
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "word"),
+    [
+        ("page=0", 400, "page"),
+        ("page=-1", 400, "page"),
+        ("page=abc", 400, "page"),
+        ("page=99999999999", 400, "page"),
+        ("page_size=0", 400, "page_size"),
+        ("page_size=201", 400, "page_size"),
+        ("page_size=100000", 400, "page_size"),
+        ("page_size=1.5", 400, "page_size"),
+        ("from_dispatched_at=not-a-date", 400, "from_dispatched_at"),
+        ("to_dispatched_at=2026-02-30T00:00:00", 400, "to_dispatched_at"),
+        ("page=1&page=2", 400, "page"),
+    ],
+)
+async def test_bad_list_parameters_are_400(client, query, status, word):
+    result = await client.simulate_get("/api/v1/incidents", query_string=query)
+    error = assert_error(result, status, word)
+    assert word in json.dumps(error["details"]) or word in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/api/v1/incidents/abc", 400),
+        ("/api/v1/incidents/1.5", 400),
+        ("/api/v1/incidents/99999999999999999999999", 400),
+        ("/api/v1/incidents/-1", 404),
+        ("/api/v1/incidents/0", 404),
+        ("/api/v1/incidents/123456", 404),
+        ("/api/v1/nothing-here", 404),
+    ],
+)
+async def test_bad_ids_and_paths(client, path, status):
+    assert_error(await client.simulate_get(path), status)
+
+
+async def test_wrong_method_is_405_with_allow(client):
+    result = await client.simulate_delete("/api/v1/incidents")
+    assert_error(result, 405)
+    assert "GET" in result.headers["allow"] and "POST" in result.headers["allow"]
+
+
+async def test_get_on_a_write_function_is_not_a_write(client, db):
+    result = await client.simulate_put("/api/v1/incidents/1", json=payload())
+    assert_error(result, 405)

@@ -1,0 +1,123 @@
+"""POST /api/v1/incidents: the ingest service's contract."""
+
+from __future__ import annotations
+
+import re
+
+from tests.incidents import payload
+
+ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
+CALYPSO_HEADERS = {"Accept": "application/json", "Content-Type": "application/json",
+                   "X-API-Key": ""}
+
+
+async def test_create_returns_201_with_location_and_links(client):
+    result = await client.simulate_post("/api/v1/incidents/", json=payload(),
+                                        headers=CALYPSO_HEADERS)
+    assert result.status_code == 201
+    body = result.json
+    assert isinstance(body["id"], int)
+    assert ISO.match(body["created_at"])
+    url = f"http://falconframework.org/api/v1/incidents/{body['id']}"
+    assert result.headers["location"] == url
+    assert body["links"] == {"self": {"_url": url}}
+
+
+async def test_every_field_round_trips_exactly(client):
+    sent = payload(
+        dispatched_at="2026-11-22T05:04:15.123456Z",
+        special_call=True,
+        units=["E1", "Ladder 7", "ÉMS-3"],
+        channel="TAC 2",
+        incident_type="Gas Leak",
+        address="1600 Pennsylvania Ave NW, Washington",
+        text='Quotes "and" backslash \\ and emoji 🚒 and newline\nsecond line',
+        parsed={"nested": {"a": [1, 2.5, None, True]}, "unicode": "ü"},
+    )
+    created = await client.simulate_post("/api/v1/incidents", json=sent)
+    assert created.status_code == 201
+    got = (await client.simulate_get(f"/api/v1/incidents/{created.json['id']}")).json
+    assert got == {
+        "id": created.json["id"],
+        "dispatched_at": "2026-11-22T05:04:15.123456Z",
+        "special_call": True,
+        "units": sent["units"],
+        "channel": sent["channel"],
+        "incident_type": sent["incident_type"],
+        "address": sent["address"],
+        "source_audio": sent["source_audio"],
+        "original_text": sent["original_text"],
+        "transcript": sent["transcript"],
+        "parsed": sent["parsed"],
+        "created_at": created.json["created_at"],
+    }
+    assert list(got) == ["id", "dispatched_at", "special_call", "units", "channel",
+                         "incident_type", "address", "source_audio", "original_text",
+                         "transcript", "parsed", "created_at"]
+
+
+async def test_optional_fields_may_be_null_or_absent(client):
+    sent = {"dispatched_at": "2026-11-22T05:04:15Z", "source_audio": "calls/1.m4a",
+            "units": None, "parsed": None, "special_call": None, "unknown_key": 1}
+    created = await client.simulate_post("/api/v1/incidents", json=sent)
+    assert created.status_code == 201
+    got = (await client.simulate_get(f"/api/v1/incidents/{created.json['id']}")).json
+    assert got["units"] is None and got["parsed"] is None and got["special_call"] is False
+    assert got["channel"] is None and got["original_text"] is None
+
+
+async def test_empty_units_stay_empty(client):
+    created = await client.simulate_post("/api/v1/incidents", json=payload(units=[]))
+    got = (await client.simulate_get(f"/api/v1/incidents/{created.json['id']}")).json
+    assert got["units"] == []
+
+
+async def test_naive_time_is_read_in_utc_by_default(client):
+    created = await client.simulate_post(
+        "/api/v1/incidents", json=payload(dispatched_at="2026-11-22T05:04:15"))
+    got = (await client.simulate_get(f"/api/v1/incidents/{created.json['id']}")).json
+    assert got["dispatched_at"] == "2026-11-22T05:04:15.000000Z"
+
+
+async def test_offsets_are_converted_to_utc(client):
+    created = await client.simulate_post(
+        "/api/v1/incidents", json=payload(dispatched_at="2026-11-22T05:04:15-05:00"))
+    got = (await client.simulate_get(f"/api/v1/incidents/{created.json['id']}")).json
+    assert got["dispatched_at"] == "2026-11-22T10:04:15.000000Z"
+
+
+async def test_duplicate_answers_200_with_the_existing_id(client, db):
+    sent = payload()
+    first = await client.simulate_post("/api/v1/incidents", json=sent)
+    again = await client.simulate_post("/api/v1/incidents/", json=sent)
+    assert first.status_code == 201 and again.status_code == 200
+    assert again.json == first.json
+    assert again.headers["location"] == first.headers["location"]
+    assert db.execute("select count(*) from data.incidents").fetchone()[0] == 1
+
+
+async def test_duplicate_with_null_text_is_caught(client, db):
+    sent = payload(original_text=None, transcript=None)
+    first = await client.simulate_post("/api/v1/incidents", json=sent)
+    again = await client.simulate_post("/api/v1/incidents", json=sent)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json["id"] == first.json["id"]
+    assert db.execute("select count(*) from data.incidents").fetchone()[0] == 1
+
+
+async def test_one_recording_may_hold_several_incidents(client, db):
+    audio = "https://audio.example/calls/shared.m4a"
+    a = await client.simulate_post("/api/v1/incidents", json=payload(source_audio=audio))
+    b = await client.simulate_post("/api/v1/incidents", json=payload(source_audio=audio))
+    c = await client.simulate_post(
+        "/api/v1/incidents", json=payload(source_audio=audio, original_text=None))
+    assert [r.status_code for r in (a, b, c)] == [201, 201, 201]
+    assert len({a.json["id"], b.json["id"], c.json["id"]}) == 3
+
+
+async def test_long_texts_are_stored_and_deduplicated(client, db):
+    text = "word " * 20000  # 100 kB: longer than a btree entry may be
+    sent = payload(text=text)
+    first = await client.simulate_post("/api/v1/incidents", json=sent)
+    again = await client.simulate_post("/api/v1/incidents", json=sent)
+    assert (first.status_code, again.status_code) == (201, 200)

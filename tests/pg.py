@@ -1,0 +1,45 @@
+"""Test databases: a real PostgreSQL, started by the fixtures themselves."""
+
+from __future__ import annotations
+
+import uuid
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+
+from app import deploy
+from app.embedded import EmbeddedPostgres
+
+
+def with_database(url: str, name: str) -> str:
+    """The same server URL, naming another database."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def start_embedded(directory) -> EmbeddedPostgres:
+    """An embedded server tuned for tests (no fsync: the data is thrown away)."""
+    server = EmbeddedPostgres(directory)
+    server.start()
+    with psycopg.connect(server.uri, autocommit=True) as conn:
+        conn.execute("alter system set fsync = off")
+        conn.execute("alter system set synchronous_commit = off")
+        conn.execute("select pg_reload_conf()")
+    return server
+
+
+def create_database(server_url: str) -> str:
+    """A new, migrated database on the server; returns its URL."""
+    name = f"emberlog_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    url = with_database(server_url, name)
+    deploy.migrate(url, "emberlog_reload")
+    return url
+
+
+def drop_database(server_url: str, url: str) -> None:
+    name = urlsplit(url).path.lstrip("/")
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
