@@ -95,9 +95,7 @@ def check_required(call: Call) -> None:
             if call.body is None:
                 raise ApiError(400, "a JSON body is required", "invalid_body")
             continue
-        raise ApiError(
-            400, f"{arg.name} is required", "missing_parameter", {"parameter": arg.name}
-        )
+        raise ApiError(400, f"{arg.name} is required", "missing_parameter", {"parameter": arg.name})
 
 
 async def bind(req: Request, match: Match, max_body_bytes: int) -> Call:
@@ -105,8 +103,7 @@ async def bind(req: Request, match: Match, max_body_bytes: int) -> Call:
     route = match.route
     call = Call(route, dict(match.path_params))
     query = falcon.uri.parse_query_string(req.query_string, keep_blank=True, csv=False)
-    bind_query(route, {k: v if isinstance(v, list) else [v] for k, v in query.items()},
-               call.values)
+    bind_query(route, {k: v if isinstance(v, list) else [v] for k, v in query.items()}, call.values)
     if route.method != "GET":
         raw = await read_body(req, max_body_bytes)
         if raw.strip():

@@ -48,8 +48,12 @@ class Context:
 
     def params(self) -> tuple[str, ...]:
         return (
-            self.role, json.dumps(self.claims), json.dumps(self.headers),
-            self.method, self.path, self.base_url,
+            self.role,
+            json.dumps(self.claims),
+            json.dumps(self.headers),
+            self.method,
+            self.path,
+            self.base_url,
         )
 
 
@@ -156,7 +160,9 @@ async def _name_bad_argument(
         except psycopg.Error as cast_error:
             message = cast_error.diag.message_primary or "invalid value"
             return ApiError(
-                400, f"{name}: {message}", "invalid_parameter",
+                400,
+                f"{name}: {message}",
+                "invalid_parameter",
                 {"parameter": name, "expected": arg_type},
             )
     return exc

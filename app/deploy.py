@@ -47,17 +47,16 @@ def sql_files(sql_dir: Path = SQL_DIR) -> list[Path]:
 def apply_sql(database_url: str, reload_channel: str, sql_dir: Path = SQL_DIR) -> int:
     """Re-create the api schema from sql/ in one locked transaction, then NOTIFY."""
     files = sql_files(sql_dir)
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        with conn.transaction():
-            conn.execute("select pg_catalog.pg_advisory_xact_lock(%s)", (DEPLOY_LOCK_KEY,))
-            for path in files:
-                log.debug("applying %s", path)
-                try:
-                    conn.execute(path.read_text(encoding="utf-8").encode())
-                except psycopg.Error as exc:
-                    raise DeployError(f"{path.relative_to(sql_dir.parent)}: {exc}") from exc
-            # Delivered at commit, to every process listening on the channel.
-            conn.execute(sql.SQL("notify {}").format(sql.Identifier(reload_channel)))
+    with psycopg.connect(database_url, autocommit=True) as conn, conn.transaction():
+        conn.execute("select pg_catalog.pg_advisory_xact_lock(%s)", (DEPLOY_LOCK_KEY,))
+        for path in files:
+            log.debug("applying %s", path)
+            try:
+                conn.execute(path.read_text(encoding="utf-8").encode())
+            except psycopg.Error as exc:
+                raise DeployError(f"{path.relative_to(sql_dir.parent)}: {exc}") from exc
+        # Delivered at commit, to every process listening on the channel.
+        conn.execute(sql.SQL("notify {}").format(sql.Identifier(reload_channel)))
     return len(files)
 
 

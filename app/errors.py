@@ -131,7 +131,9 @@ def server_error(status: int, exc: BaseException) -> ApiError:
         return ApiError(504, "timed out waiting for a database connection")
     if status == 504:
         return ApiError(504, "the database did not answer in time")
-    return ApiError(status, "the database is unavailable, retry shortly", headers={"Retry-After": "1"})
+    return ApiError(
+        status, "the database is unavailable, retry shortly", headers={"Retry-After": "1"}
+    )
 
 
 def from_falcon(exc: falcon.HTTPError) -> ApiError:
@@ -142,8 +144,9 @@ def from_falcon(exc: falcon.HTTPError) -> ApiError:
     return ApiError(status, message, headers=headers)
 
 
-async def handle(req: falcon.asgi.Request, resp: falcon.asgi.Response, exc: Exception,
-                 params: dict[str, Any]) -> None:
+async def handle(
+    req: falcon.asgi.Request, resp: falcon.asgi.Response, exc: Exception, params: dict[str, Any]
+) -> None:
     """Falcon error handler for every exception: one JSON shape, never internals."""
     if isinstance(exc, ApiError):
         error = exc

@@ -88,8 +88,11 @@ class Gateway:
         if match is None:
             allowed = table.methods_for(req.path)
             if allowed:
-                raise ApiError(405, f"{req.method} is not allowed on {req.path}",
-                               headers={"Allow": ", ".join([*allowed, "OPTIONS"])})
+                raise ApiError(
+                    405,
+                    f"{req.method} is not allowed on {req.path}",
+                    headers={"Allow": ", ".join([*allowed, "OPTIONS"])},
+                )
             raise ApiError(404, f"no route for {req.path}")
         req.context.route = match.route.template
         call = await bind(req, match, self.state.settings.max_body_bytes)

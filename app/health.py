@@ -57,9 +57,11 @@ class Readiness:
         routes = len(self.state.routes) if self.state.routes is not None else None
         if database["status"] != "healthy" or routes is None:
             raise ApiError(
-                503, "not ready: " + ("database unreachable" if routes is not None
-                                      else "routes not loaded"),
-                "not_ready", {"database": database["status"], "routes": routes},
+                503,
+                "not ready: "
+                + ("database unreachable" if routes is not None else "routes not loaded"),
+                "not_ready",
+                {"database": database["status"], "routes": routes},
                 headers={"Retry-After": "1"},
             )
         _json(resp, {"status": "ready", "routes": routes})
@@ -73,10 +75,13 @@ class Health:
 
     async def on_get(self, req: Request, resp: Response) -> None:
         database = await database_check(self.state)
-        _json(resp, {
-            "status": "healthy" if database["status"] == "healthy" else "degraded",
-            "service": SERVICE,
-            "version": __version__,
-            "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            "checks": {"database": database},
-        })
+        _json(
+            resp,
+            {
+                "status": "healthy" if database["status"] == "healthy" else "degraded",
+                "service": SERVICE,
+                "version": __version__,
+                "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "checks": {"database": database},
+            },
+        )

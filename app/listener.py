@@ -57,9 +57,7 @@ class Listener:
 
     async def _listen(self) -> None:
         assert self.settings.database_url
-        conn = await psycopg.AsyncConnection.connect(
-            self.settings.database_url, **connect_kwargs()
-        )
+        conn = await psycopg.AsyncConnection.connect(self.settings.database_url, **connect_kwargs())
         async with conn:
             await prepare_connection(conn, self.settings)
             for channel in self.handlers:

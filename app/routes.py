@@ -85,9 +85,7 @@ class Route:
     @property
     def body_argument(self) -> Argument | None:
         """The one json/jsonb argument that receives the whole body, if there is one."""
-        candidates = [
-            a for a in self.arguments if a.is_json and a.name not in self.path_params
-        ]
+        candidates = [a for a in self.arguments if a.is_json and a.name not in self.path_params]
         return candidates[0] if len(candidates) == 1 and self.method != "GET" else None
 
     def argument(self, name: str) -> Argument | None:
@@ -114,7 +112,8 @@ def parse_routes(schema: str, row: tuple) -> list[Route]:
         raise RouteError(f"{schema}.{name}: every argument of a route function needs a name")
     n_required = len(arg_types) - n_defaults
     arguments = tuple(
-        Argument(n, t, i < n_required) for i, (n, t) in enumerate(zip(arg_names, arg_types))
+        Argument(n, t, i < n_required)
+        for i, (n, t) in enumerate(zip(arg_names, arg_types, strict=True))
     )
     lines = comment.splitlines()
     description = "\n".join(line for line in lines if not line.startswith("@")).strip()
@@ -127,8 +126,15 @@ def parse_routes(schema: str, row: tuple) -> list[Route]:
             raise RouteError(f"{schema}.{name}: cannot read route tag {line!r}")
         method, template = match.groups()
         route = Route(
-            method, template.rstrip("/") or "/", schema, name, arguments, volatility,
-            returns_set, description, compile_template(template),
+            method,
+            template.rstrip("/") or "/",
+            schema,
+            name,
+            arguments,
+            volatility,
+            returns_set,
+            description,
+            compile_template(template),
         )
         missing = [p for p in route.path_params if route.argument(p) is None]
         if missing:

@@ -17,7 +17,7 @@ create table data.incidents (
     id bigint generated always as identity primary key,
     dispatched_at timestamptz not null,
     special_call boolean not null default false,
-    units text [],
+    units text[],
     channel text,
     incident_type text,
     address text,
@@ -26,7 +26,7 @@ create table data.incidents (
     transcript text,
     parsed jsonb,
     created_at timestamptz not null default now(),
-    search tsvector generated always as (
+    search_vector tsvector generated always as (
         setweight(to_tsvector('english'::regconfig, coalesce(incident_type, '')), 'A')
         || setweight(to_tsvector('english'::regconfig, coalesce(address, '')), 'B')
         || setweight(to_tsvector('english'::regconfig, coalesce(transcript, '')), 'C')
@@ -40,7 +40,7 @@ comment on column data.incidents.dispatched_at is 'When the dispatch was heard.'
 comment on column data.incidents.source_audio is 'Recording the dispatch came from (URL or path). One recording may hold several dispatches.';
 comment on column data.incidents.original_text is 'Text the incident was extracted from; with source_audio it identifies a duplicate.';
 comment on column data.incidents.parsed is 'Structured fields extracted by the ingest service (a JSON object).';
-comment on column data.incidents.search is 'Full-text document: incident_type (A), address (B), transcript (C).';
+comment on column data.incidents.search_vector is 'Full-text document: incident_type (A), address (B), transcript (C).';
 
 -- A duplicate is the same recording and the same text, a null text counting as a value.
 -- Digests keep the key small whatever the length of the text (a btree entry must stay
@@ -54,4 +54,4 @@ create index incidents_type_newest on data.incidents (incident_type, dispatched_
 create index incidents_channel_newest on data.incidents (channel, dispatched_at desc, id desc);
 create index incidents_units on data.incidents using gin (units);
 create index incidents_address_trgm on data.incidents using gin (address extensions.gin_trgm_ops);
-create index incidents_search on data.incidents using gin (search);
+create index incidents_search on data.incidents using gin (search_vector);

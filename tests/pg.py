@@ -11,11 +11,20 @@ from psycopg import sql
 from app import deploy
 from app.embedded import EmbeddedPostgres
 
+__all__ = ["EmbeddedPostgres", "create_database", "drop_database", "start_embedded"]
+
 
 def with_database(url: str, name: str) -> str:
     """The same server URL, naming another database."""
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def with_user(url: str, user: str) -> str:
+    """The same database URL, logging in as another role (no password: trust auth)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}@{host}"))
 
 
 def start_embedded(directory) -> EmbeddedPostgres:
@@ -42,4 +51,6 @@ def create_database(server_url: str) -> str:
 def drop_database(server_url: str, url: str) -> None:
     name = urlsplit(url).path.lstrip("/")
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+        )

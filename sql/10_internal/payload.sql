@@ -35,7 +35,7 @@ comment on function internal.payload_boolean(jsonb, text) is
 'The boolean at payload->field, null when absent or null; 422 for any other JSON type.';
 
 create or replace function internal.payload_text_array(payload jsonb, field text)
-returns text []
+returns text[]
 language plpgsql
 immutable
 set search_path = pg_catalog, pg_temp

@@ -14,14 +14,27 @@ select
     i.transcript,
     i.parsed,
     i.created_at,
-    i.search
+    i.search_vector
 from data.incidents as i;
 
 comment on view api.incidents is
-'Every incident. Order by dispatched_at desc, id desc for newest first. search is the weighted full-text document.';
+'Every incident. Order by dispatched_at desc, id desc for newest first. search_vector is the weighted full-text document (type A, address B, transcript C).';
 
 create view api.recent_incidents as
-select i.*
+select
+    i.id,
+    i.dispatched_at,
+    i.special_call,
+    i.units,
+    i.channel,
+    i.incident_type,
+    i.address,
+    i.source_audio,
+    i.original_text,
+    i.transcript,
+    i.parsed,
+    i.created_at,
+    i.search_vector
 from api.incidents as i
 where i.dispatched_at >= now() - interval '30 minutes';
 
@@ -87,7 +100,7 @@ create function api.list_incidents(
     to_dispatched_at timestamptz default null,
     incident_type text default null,
     channel text default null,
-    units text [] default null,
+    units text[] default null,
     address_search text default null,
     q text default null,
     page integer default 1,
@@ -126,7 +139,7 @@ begin
             and (list_incidents.channel is null or i.channel = list_incidents.channel)
             and (coalesce(cardinality(list_incidents.units), 0) = 0 or i.units && list_incidents.units)
             and (list_incidents.address_search is null or i.address ilike address_pattern)
-            and (query is null or i.search @@ query)
+            and (query is null or i.search_vector @@ query)
     ),
 
     paged as (
@@ -150,7 +163,7 @@ end
 $$;
 
 comment on function api.list_incidents(
-    timestamptz, timestamptz, text, text, text [], text, text, integer, integer
+    timestamptz, timestamptz, text, text, text[], text, text, integer, integer
 ) is
 E'@http GET /api/v1/incidents\nIncidents newest first, filtered and paged. units matches any of the given units; address_search is a case-insensitive substring; q is full-text over type, address and transcript. total counts every match.';
 

@@ -13,10 +13,10 @@ grant select on api.incidents, api.recent_incidents to emberlog_reader;
 -- Anonymous web requests: the read routes.
 grant select on api.incidents, api.recent_incidents to emberlog_anon;
 grant execute on function
-    api.iso8601(timestamptz),
-    api.incident_json(api.incidents),
-    api.get_incident(bigint),
-    api.list_incidents(timestamptz, timestamptz, text, text, text [], text, text, integer, integer)
+api.iso8601(timestamptz),
+api.incident_json(api.incidents),
+api.get_incident(bigint),
+api.list_incidents(timestamptz, timestamptz, text, text, text[], text, text, integer, integer)
 to emberlog_anon;
 
 -- The ingest service: the write function only.

@@ -35,33 +35,55 @@ BAD_BODIES = [
     pytest.param(b"null", 400, "object", id="null"),
     pytest.param(b"NaN", 400, "JSON", id="nan"),
     pytest.param(b"\xff\xfe", 400, "UTF-8", id="not-utf8"),
-    pytest.param(json.dumps(without("dispatched_at")).encode(), 422, "dispatched_at",
-                 id="missing-dispatched_at"),
-    pytest.param(json.dumps(without("source_audio")).encode(), 422, "source_audio",
-                 id="missing-source_audio"),
-    pytest.param(json.dumps(payload(source_audio="")).encode(), 422, "source_audio",
-                 id="empty-source_audio"),
-    pytest.param(json.dumps(payload(dispatched_at="yesterday")).encode(), 422,
-                 "dispatched_at", id="word-date"),
-    pytest.param(json.dumps(payload(dispatched_at="now")).encode(), 422, "dispatched_at",
-                 id="now"),
-    pytest.param(json.dumps(payload(dispatched_at="2026-13-45T00:00:00")).encode(), 422,
-                 "dispatched_at", id="impossible-date"),
-    pytest.param(json.dumps(payload(dispatched_at=1732251855)).encode(), 422,
-                 "dispatched_at", id="number-date"),
+    pytest.param(
+        json.dumps(without("dispatched_at")).encode(),
+        422,
+        "dispatched_at",
+        id="missing-dispatched_at",
+    ),
+    pytest.param(
+        json.dumps(without("source_audio")).encode(), 422, "source_audio", id="missing-source_audio"
+    ),
+    pytest.param(
+        json.dumps(payload(source_audio="")).encode(), 422, "source_audio", id="empty-source_audio"
+    ),
+    pytest.param(
+        json.dumps(payload(dispatched_at="yesterday")).encode(),
+        422,
+        "dispatched_at",
+        id="word-date",
+    ),
+    pytest.param(json.dumps(payload(dispatched_at="now")).encode(), 422, "dispatched_at", id="now"),
+    pytest.param(
+        json.dumps(payload(dispatched_at="2026-13-45T00:00:00")).encode(),
+        422,
+        "dispatched_at",
+        id="impossible-date",
+    ),
+    pytest.param(
+        json.dumps(payload(dispatched_at=1732251855)).encode(),
+        422,
+        "dispatched_at",
+        id="number-date",
+    ),
     pytest.param(json.dumps(payload(units="E1")).encode(), 422, "units", id="units-string"),
-    pytest.param(json.dumps(payload(units=["E1", 2])).encode(), 422, "units",
-                 id="units-number"),
+    pytest.param(json.dumps(payload(units=["E1", 2])).encode(), 422, "units", id="units-number"),
     pytest.param(json.dumps(payload(units=[None])).encode(), 422, "units", id="units-null"),
-    pytest.param(json.dumps(payload(special_call="yes")).encode(), 422, "special_call",
-                 id="special_call-string"),
+    pytest.param(
+        json.dumps(payload(special_call="yes")).encode(),
+        422,
+        "special_call",
+        id="special_call-string",
+    ),
     pytest.param(json.dumps(payload(channel=5)).encode(), 422, "channel", id="channel-number"),
-    pytest.param(json.dumps(payload(address={"a": 1})).encode(), 422, "address",
-                 id="address-object"),
+    pytest.param(
+        json.dumps(payload(address={"a": 1})).encode(), 422, "address", id="address-object"
+    ),
     pytest.param(json.dumps(payload(parsed=[1])).encode(), 422, "parsed", id="parsed-array"),
     pytest.param(json.dumps(payload(parsed="x")).encode(), 422, "parsed", id="parsed-string"),
-    pytest.param(json.dumps(payload(transcript="nul \u0000 char")).encode(), 400, "",
-                 id="nul-char"),
+    pytest.param(
+        json.dumps(payload(transcript="nul \u0000 char")).encode(), 400, "", id="nul-char"
+    ),
     pytest.param(b'{"source_audio": "\\ud800"}', 400, "", id="lone-surrogate"),
     pytest.param(b"", 400, "body", id="empty"),
 ]
@@ -83,7 +105,8 @@ async def test_body_over_the_limit_is_413(client, db):
 
 async def test_non_json_content_type_is_415(client, db):
     result = await client.simulate_post(
-        "/api/v1/incidents", body=b"a=1", headers={"Content-Type": "text/plain"})
+        "/api/v1/incidents", body=b"a=1", headers={"Content-Type": "text/plain"}
+    )
     assert_error(result, 415, "application/json")
 
 

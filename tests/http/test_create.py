@@ -7,13 +7,17 @@ import re
 from tests.incidents import payload
 
 ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
-CALYPSO_HEADERS = {"Accept": "application/json", "Content-Type": "application/json",
-                   "X-API-Key": ""}
+CALYPSO_HEADERS = {
+    "Accept": "application/json",
+    "Content-Type": "application/json",
+    "X-API-Key": "",
+}
 
 
 async def test_create_returns_201_with_location_and_links(client):
-    result = await client.simulate_post("/api/v1/incidents/", json=payload(),
-                                        headers=CALYPSO_HEADERS)
+    result = await client.simulate_post(
+        "/api/v1/incidents/", json=payload(), headers=CALYPSO_HEADERS
+    )
     assert result.status_code == 201
     body = result.json
     assert isinstance(body["id"], int)
@@ -51,14 +55,31 @@ async def test_every_field_round_trips_exactly(client):
         "parsed": sent["parsed"],
         "created_at": created.json["created_at"],
     }
-    assert list(got) == ["id", "dispatched_at", "special_call", "units", "channel",
-                         "incident_type", "address", "source_audio", "original_text",
-                         "transcript", "parsed", "created_at"]
+    assert list(got) == [
+        "id",
+        "dispatched_at",
+        "special_call",
+        "units",
+        "channel",
+        "incident_type",
+        "address",
+        "source_audio",
+        "original_text",
+        "transcript",
+        "parsed",
+        "created_at",
+    ]
 
 
 async def test_optional_fields_may_be_null_or_absent(client):
-    sent = {"dispatched_at": "2026-11-22T05:04:15Z", "source_audio": "calls/1.m4a",
-            "units": None, "parsed": None, "special_call": None, "unknown_key": 1}
+    sent = {
+        "dispatched_at": "2026-11-22T05:04:15Z",
+        "source_audio": "calls/1.m4a",
+        "units": None,
+        "parsed": None,
+        "special_call": None,
+        "unknown_key": 1,
+    }
     created = await client.simulate_post("/api/v1/incidents", json=sent)
     assert created.status_code == 201
     got = (await client.simulate_get(f"/api/v1/incidents/{created.json['id']}")).json
@@ -74,14 +95,16 @@ async def test_empty_units_stay_empty(client):
 
 async def test_naive_time_is_read_in_utc_by_default(client):
     created = await client.simulate_post(
-        "/api/v1/incidents", json=payload(dispatched_at="2026-11-22T05:04:15"))
+        "/api/v1/incidents", json=payload(dispatched_at="2026-11-22T05:04:15")
+    )
     got = (await client.simulate_get(f"/api/v1/incidents/{created.json['id']}")).json
     assert got["dispatched_at"] == "2026-11-22T05:04:15.000000Z"
 
 
 async def test_offsets_are_converted_to_utc(client):
     created = await client.simulate_post(
-        "/api/v1/incidents", json=payload(dispatched_at="2026-11-22T05:04:15-05:00"))
+        "/api/v1/incidents", json=payload(dispatched_at="2026-11-22T05:04:15-05:00")
+    )
     got = (await client.simulate_get(f"/api/v1/incidents/{created.json['id']}")).json
     assert got["dispatched_at"] == "2026-11-22T10:04:15.000000Z"
 
@@ -110,7 +133,8 @@ async def test_one_recording_may_hold_several_incidents(client, db):
     a = await client.simulate_post("/api/v1/incidents", json=payload(source_audio=audio))
     b = await client.simulate_post("/api/v1/incidents", json=payload(source_audio=audio))
     c = await client.simulate_post(
-        "/api/v1/incidents", json=payload(source_audio=audio, original_text=None))
+        "/api/v1/incidents", json=payload(source_audio=audio, original_text=None)
+    )
     assert [r.status_code for r in (a, b, c)] == [201, 201, 201]
     assert len({a.json["id"], b.json["id"], c.json["id"]}) == 3
 

@@ -1,0 +1,56 @@
+# Emberlog API. `make run` and `make test` do all the set-up on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: help install run dev test lint format migrate routes psql clean
+
+help:
+	@echo "make run      serve on HOST:PORT (default 127.0.0.1:8080), embedded PostgreSQL unless DATABASE_URL"
+	@echo "make test     the whole suite against a real PostgreSQL the fixtures start"
+	@echo "make lint     ruff + sqlfluff"
+	@echo "make migrate  apply migrations and re-create api from sql/, then reload running servers"
+	@echo "make routes   list the routes the database declares"
+	@echo "make psql     psql on the database in use"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required" if sys.version_info < (3, 11) else 0)'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/emberlog-api serve
+
+dev: install
+	$(BIN)/emberlog-api serve --reload
+
+test: install
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check app tests
+	$(BIN)/ruff format --check app tests
+	$(BIN)/sqlfluff lint sql migrations
+
+format: install
+	$(BIN)/ruff format app tests
+	$(BIN)/ruff check --fix app tests
+	$(BIN)/sqlfluff fix sql migrations
+
+migrate: install
+	$(BIN)/emberlog-api migrate
+
+routes: install
+	$(BIN)/emberlog-api routes
+
+psql: install
+	$(BIN)/emberlog-api psql
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,104 @@
+"""Real uvicorn processes against a PostgreSQL these tests may stop and restart."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests import pg
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(check, timeout: float = 20.0, interval: float = 0.1):
+    """Poll check() until it returns something truthy; fail after timeout."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(interval)
+    raise AssertionError(f"condition not met in {timeout}s (last: {last!r})")
+
+
+class ServerProcess:
+    """`emberlog-api serve` in a subprocess, as `make run` starts it."""
+
+    def __init__(self, database_url: str, log_path: Path, **env: str) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        environ = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "PORT": str(self.port),
+            "HOST": "127.0.0.1",
+            "POOL_TIMEOUT": "2",
+            **env,
+        }
+        self.log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve"],
+            cwd=ROOT,
+            env=environ,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.http = httpx.Client(base_url=self.base, timeout=10)
+        wait_until(lambda: self.http.get("/readyz").status_code == 200)
+
+    def stop(self) -> None:
+        self.http.close()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def fault_server(tmp_path_factory) -> Iterator[pg.EmbeddedPostgres]:
+    """An embedded PostgreSQL of this module's own, so it may be stopped."""
+    server = pg.start_embedded(tmp_path_factory.mktemp("faults") / "data")
+    yield server
+    server.stop_if_running()
+
+
+@pytest.fixture(scope="module")
+def fault_database(fault_server) -> str:
+    return pg.create_database(fault_server.uri)
+
+
+@pytest.fixture
+def serve(tmp_path, fault_database) -> Iterator:
+    started: list[ServerProcess] = []
+
+    def start(**env: str) -> ServerProcess:
+        process = ServerProcess(fault_database, tmp_path / f"server{len(started)}.log", **env)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()

@@ -1,0 +1,64 @@
+"""Health and readiness across a database outage; killed connections; no 500s."""
+
+from __future__ import annotations
+
+import psycopg
+
+from tests.e2e.conftest import wait_until
+from tests.incidents import payload
+
+
+def test_readiness_follows_the_database_and_liveness_does_not(serve, fault_server):
+    app = serve()
+    assert app.http.get("/readyz").status_code == 200
+
+    fault_server.stop()
+    try:
+        wait_until(lambda: app.http.get("/readyz").status_code == 503)
+        assert app.http.get("/healthz").json() == {"status": "ok"}
+        health = app.http.get("/health")
+        assert health.status_code == 200 and health.json()["status"] == "degraded"
+        assert health.json()["checks"]["database"]["status"] == "unhealthy"
+        down = app.http.get("/api/v1/incidents")
+        assert down.status_code in (503, 504)
+        assert set(down.json()["error"]) == {"code", "message", "details"}
+        write = app.http.post("/api/v1/incidents", json=payload())
+        assert write.status_code in (503, 504)
+    finally:
+        fault_server.restart_after_stop()
+
+    wait_until(lambda: app.http.get("/readyz").status_code == 200)
+    assert app.http.get("/api/v1/health").json()["status"] == "healthy"
+    created = wait_until(
+        lambda: (r := app.http.post("/api/v1/incidents", json=payload())).status_code == 201 and r
+    )
+    assert app.http.get(f"/api/v1/incidents/{created.json()['id']}").status_code == 200
+
+
+def test_killed_connections_heal_and_reload_still_works(serve, fault_database):
+    app = serve()
+    with psycopg.connect(fault_database, autocommit=True) as db:
+        db.execute(
+            "select pg_terminate_backend(pid) from pg_stat_activity"
+            " where application_name = 'emberlog-api'"
+        )
+        wait_until(lambda: app.http.get("/api/v1/incidents").status_code == 200)
+        # the listener reconnected: a route added now is served without a restart
+        db.execute("""
+            create or replace function api.ping() returns json language sql stable
+            as $$ select '{"pong": true}'::json $$;
+            comment on function api.ping() is E'@http GET /api/v1/ping\\nLiveness of SQL.';
+            grant execute on function api.ping() to emberlog_anon;
+        """)
+
+        def reloaded() -> bool:
+            db.execute("notify emberlog_reload")
+            return app.http.get("/api/v1/ping").status_code == 200
+
+        try:
+            wait_until(reloaded)
+            assert app.http.get("/api/v1/ping").json() == {"pong": True}
+        finally:
+            db.execute("drop function api.ping(); notify emberlog_reload")
+    log = app.log_path.read_text()
+    assert '"status": 500' not in log

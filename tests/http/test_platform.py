@@ -1,0 +1,151 @@
+"""Routes added by SQL alone, CORS, health, request ids."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+CUSTOM_ROUTE = """
+create function api.echo_units(unit_list text[], times integer default 1, id bigint default 0)
+returns json language sql stable
+as $$ select json_build_object('units', unit_list, 'times', times, 'id', id) $$;
+comment on function api.echo_units(text[], integer, bigint) is
+    E'@http GET /api/v1/echo/{id}\\nEchoes its arguments.';
+grant execute on function api.echo_units(text[], integer, bigint) to emberlog_anon;
+create function api.teapot() returns json language plpgsql volatile
+as $$ begin
+    perform set_config('response.status', '418', true);
+    perform set_config('response.headers', '[{"X-Brew": "earl grey"}]', true);
+    return '{"short": "stout"}'::json;
+end $$;
+comment on function api.teapot() is E'@http POST /api/v1/teapot\\nSets status and headers.';
+grant execute on function api.teapot() to emberlog_anon;
+notify emberlog_reload;
+"""
+
+
+async def wait_for_route(client, method: str, path: str) -> None:
+    for _ in range(100):
+        if client.app_state.routes.match(method, path):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{method} {path} never appeared")
+
+
+@pytest.fixture
+def custom_routes(db):
+    db.execute(CUSTOM_ROUTE)
+    yield
+    db.execute(
+        "drop function api.echo_units(text[], integer, bigint); drop function api.teapot();"
+        " notify emberlog_reload"
+    )
+
+
+async def test_a_route_added_with_sql_only(client, custom_routes):
+    await wait_for_route(client, "GET", "/api/v1/echo/7")
+    result = await client.simulate_get("/api/v1/echo/7", query_string="unit_list=a&unit_list=b")
+    assert result.status_code == 200
+    assert result.json == {"units": ["a", "b"], "times": 1, "id": 7}
+    result = await client.simulate_get("/api/v1/echo/7/", query_string="unit_list=a&times=3")
+    assert result.json == {"units": ["a"], "times": 3, "id": 7}
+    missing = await client.simulate_get("/api/v1/echo/7")
+    assert missing.status_code == 400 and "unit_list" in missing.json["error"]["message"]
+
+
+async def test_functions_set_status_and_headers(client, custom_routes):
+    await wait_for_route(client, "POST", "/api/v1/teapot")
+    result = await client.simulate_post("/api/v1/teapot")
+    assert result.status_code == 418
+    assert result.headers["x-brew"] == "earl grey"
+    assert result.json == {"short": "stout"}
+
+
+async def test_a_dropped_route_disappears(client, custom_routes, db):
+    await wait_for_route(client, "POST", "/api/v1/teapot")
+    db.execute("drop function api.teapot(); notify emberlog_reload")
+    db.execute("create function api.teapot() returns json language sql as $$ select null::json $$")
+    for _ in range(100):
+        if not client.app_state.routes.match("POST", "/api/v1/teapot"):
+            break
+        await asyncio.sleep(0.05)
+    assert (await client.simulate_post("/api/v1/teapot")).status_code == 404
+
+
+async def test_cors_preflight_for_post(client):
+    result = await client.simulate_options(
+        "/api/v1/incidents/",
+        headers={
+            "Origin": "https://web.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type, x-api-key",
+        },
+    )
+    assert result.status_code in (200, 204)
+    assert result.headers["access-control-allow-origin"] == "*"
+    assert "POST" in result.headers["access-control-allow-methods"]
+    allowed = result.headers["access-control-allow-headers"].lower()
+    assert "content-type" in allowed and "x-api-key" in allowed
+
+
+async def test_cors_on_a_plain_get(client):
+    result = await client.simulate_get(
+        "/api/v1/incidents", headers={"Origin": "https://web.example"}
+    )
+    assert result.status_code == 200
+    assert result.headers["access-control-allow-origin"] == "*"
+
+
+async def test_cors_origins_are_configurable(settings, db):
+    import dataclasses
+
+    import falcon.testing
+
+    from app.app import create_app
+
+    app = create_app(dataclasses.replace(settings, cors_origins=("https://web.example",)))
+    async with falcon.testing.ASGIConductor(app) as client:
+        await asyncio.wait_for(app.state.routes_loaded.wait(), 10)
+        ok = await client.simulate_get(
+            "/api/v1/incidents", headers={"Origin": "https://web.example"}
+        )
+        other = await client.simulate_get(
+            "/api/v1/incidents", headers={"Origin": "https://evil.example"}
+        )
+    assert ok.headers["access-control-allow-origin"] == "https://web.example"
+    assert "access-control-allow-origin" not in other.headers
+
+
+async def test_health_endpoints(client):
+    assert (await client.simulate_get("/healthz")).json == {"status": "ok"}
+    ready = await client.simulate_get("/readyz")
+    assert ready.status_code == 200 and ready.json["status"] == "ready"
+    for path in ("/health", "/api/v1/health"):
+        result = await client.simulate_get(path)
+        assert result.status_code == 200
+        body = result.json
+        assert body["status"] == "healthy" and body["service"] == "emberlog-api"
+        assert body["checks"]["database"]["status"] == "healthy"
+        assert isinstance(body["checks"]["database"]["response_time_ms"], float)
+        assert body["timestamp"].endswith("Z") and body["version"]
+
+
+async def test_request_id_is_honoured_or_generated(client):
+    given = await client.simulate_get("/healthz", headers={"X-Request-ID": "abc-123"})
+    assert given.headers["x-request-id"] == "abc-123"
+    made = await client.simulate_get("/api/v1/incidents")
+    assert len(made.headers["x-request-id"]) == 32
+    hostile = await client.simulate_get("/healthz", headers={"X-Request-ID": "a b\u00e9"})
+    assert hostile.headers["x-request-id"] != "a b\u00e9"
+
+
+async def test_one_json_log_line_per_request(client, caplog):
+    caplog.set_level("INFO", logger="emberlog.request")
+    await client.simulate_get("/api/v1/incidents/", headers={"X-Request-ID": "log-me"})
+    records = [r for r in caplog.records if r.name == "emberlog.request"]
+    assert len(records) == 1
+    record = records[0]
+    assert (record.method, record.path, record.status) == ("GET", "/api/v1/incidents", 200)
+    assert record.request_id == "log-me" and record.duration_ms >= 0
+    assert record.route == "/api/v1/incidents"
