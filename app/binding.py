@@ -32,6 +32,8 @@ def parse_json(raw: bytes) -> tuple[Any, str]:
         raise ApiError(400, "the body is not valid UTF-8", "invalid_body") from exc
     except ValueError as exc:
         raise ApiError(400, f"the body is not valid JSON: {exc}", "invalid_json") from exc
+    except RecursionError as exc:
+        raise ApiError(400, "the body is nested too deeply", "invalid_json") from exc
 
 
 async def read_body(req: Request, limit: int) -> bytes:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import psycopg
 
-from . import deploy, logs, routes
+from . import db, deploy, logs, routes
 from .embedded import EmbeddedPostgres
 from .settings import Settings, SettingsError, from_env
 
@@ -51,6 +51,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     with database(settings) as url:
+        db.check_settings(url, settings)
         deploy.migrate(url, settings.reload_channel)
         os.environ["DATABASE_URL"] = url  # the workers read their settings from the environment
         uvicorn.run(
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(settings, args)
     except KeyboardInterrupt:
         return 130
-    except (deploy.DeployError, psycopg.OperationalError) as exc:
+    except (deploy.DeployError, psycopg.OperationalError, SettingsError) as exc:
         print(f"emberlog-api: {exc}", file=sys.stderr)
         return 1
 

@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from .settings import Settings
+from .settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -50,3 +50,16 @@ def create_pool(settings: Settings) -> AsyncConnectionPool:
         name="emberlog-requests",
         reconnect_timeout=3600.0,
     )
+
+
+def check_settings(database_url: str, settings: Settings) -> None:
+    """Fail fast, with a clear message, on settings PostgreSQL would reject per connection."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        try:
+            conn.execute(
+                "select pg_catalog.set_config('TimeZone', %s, false)", (settings.naive_timezone,)
+            )
+        except psycopg.Error as exc:
+            raise SettingsError(
+                f"NAIVE_TIMEZONE={settings.naive_timezone!r} is not a time zone PostgreSQL knows"
+            ) from exc

@@ -111,7 +111,12 @@ def _details(diag: psycopg.errors.Diagnostic, sqlstate: str) -> dict[str, Any]:
 def from_database(exc: psycopg.Error, authenticated: bool = False) -> ApiError:
     """The client-facing error for a database error: no SQL, no context, no traceback."""
     sqlstate = exc.sqlstate or ""
-    status = status_for_sqlstate(sqlstate, authenticated) if sqlstate else 503
+    if not sqlstate:
+        # Raised by psycopg itself: a value it cannot send (DataError), or a lost connection.
+        if isinstance(exc, psycopg.DataError):
+            return ApiError(400, f"invalid input: {exc}")
+        return server_error(503 if isinstance(exc, psycopg.OperationalError) else 500, exc)
+    status = status_for_sqlstate(sqlstate, authenticated)
     if status >= 500:
         return server_error(status, exc)
     hint = exc.diag.message_hint or ""

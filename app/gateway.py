@@ -81,6 +81,8 @@ class Gateway:
         return self.state.routes
 
     async def __call__(self, req: Request, resp: Response, **_: Any) -> None:
+        if "\x00" in req.path:
+            raise ApiError(400, "the path contains a NUL character")
         table = self._table()
         if req.method == "OPTIONS":
             return self._options(table, req, resp)

@@ -62,3 +62,33 @@ def test_killed_connections_heal_and_reload_still_works(serve, fault_database):
             db.execute("drop function api.ping(); notify emberlog_reload")
     log = app.log_path.read_text()
     assert '"status": 500' not in log
+
+
+def test_cli_lists_routes_and_rejects_a_bad_time_zone(fault_database):
+    import os
+    import subprocess
+    import sys
+
+    from tests.e2e.conftest import ROOT
+
+    env = {**os.environ, "DATABASE_URL": fault_database}
+    listed = subprocess.run(
+        [sys.executable, "-m", "app.cli", "routes"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "GET    /api/v1/incidents/{id}" in listed.stdout
+    assert "POST   /api/v1/incidents" in listed.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "app.cli", "serve"],
+        cwd=ROOT,
+        env={**env, "NAIVE_TIMEZONE": "Mars/Olympus", "PORT": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode != 0 and "NAIVE_TIMEZONE" in bad.stderr

@@ -157,3 +157,42 @@ async def test_wrong_method_is_405_with_allow(client):
 async def test_get_on_a_write_function_is_not_a_write(client, db):
     result = await client.simulate_put("/api/v1/incidents/1", json=payload())
     assert_error(result, 405)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 100000, b'{"a":' * 50000, b'{"dispatched_at": ' + b"[" * 5000 + b"]" * 5000 + b"}"],
+    ids=["deep-array", "deep-object", "deep-field"],
+)
+async def test_deeply_nested_json_is_a_4xx(client, db, body):
+    result = await client.simulate_post("/api/v1/incidents", body=body, headers=JSON)
+    assert 400 <= result.status_code < 500
+    assert db.execute("select count(*) from data.incidents").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "q=%00",
+        "address_search=%00",
+        "incident_type=%ff%fe",
+        "units=%00&units=x",
+        "q=" + "x" * 5000,
+        "address_search=\\",
+        "q=!!!(&|",
+        "from_dispatched_at=infinity",
+        "page=%20",
+        "page_size=1e3",
+    ],
+)
+async def test_hostile_query_values_never_500(client, query):
+    result = await client.simulate_get("/api/v1/incidents", query_string=query)
+    assert result.status_code < 500, result.text
+    if result.status_code >= 400:
+        assert set(result.json["error"]) == {"code", "message", "details"}
+
+
+@pytest.mark.parametrize("segment", ["%00", "%ff", "1%2F2", "9" * 400, "1e5", " 1"])
+async def test_hostile_ids_never_500(client, segment):
+    result = await client.simulate_get(f"/api/v1/incidents/{segment}")
+    assert 400 <= result.status_code < 500, result.text

@@ -145,3 +145,32 @@ async def test_long_texts_are_stored_and_deduplicated(client, db):
     first = await client.simulate_post("/api/v1/incidents", json=sent)
     again = await client.simulate_post("/api/v1/incidents", json=sent)
     assert (first.status_code, again.status_code) == (201, 200)
+
+
+async def test_naive_time_is_read_in_naive_timezone(settings, db):
+    import asyncio
+    import dataclasses
+
+    import falcon.testing
+
+    from app.app import create_app
+
+    app = create_app(dataclasses.replace(settings, naive_timezone="America/Chicago"))
+    async with falcon.testing.ASGIConductor(app) as client:
+        await asyncio.wait_for(app.state.routes_loaded.wait(), 10)
+        naive = await client.simulate_post(
+            "/api/v1/incidents", json=payload(dispatched_at="2026-11-22T05:04:15")
+        )
+        aware = await client.simulate_post(
+            "/api/v1/incidents", json=payload(dispatched_at="2026-11-22T05:04:15Z")
+        )
+        got = [
+            (await client.simulate_get(f"/api/v1/incidents/{r.json['id']}")).json
+            for r in (naive, aware)
+        ]
+        listed = await client.simulate_get(
+            "/api/v1/incidents", query_string="from_dispatched_at=2026-11-22T05:04:14"
+        )
+    assert got[0]["dispatched_at"] == "2026-11-22T11:04:15.000000Z"
+    assert got[1]["dispatched_at"] == "2026-11-22T05:04:15.000000Z"
+    assert [i["id"] for i in listed.json["items"]] == [naive.json["id"]]
