@@ -8,6 +8,7 @@ response.headers; COMMIT. All of it goes out in one pipeline: one round trip.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -116,16 +117,39 @@ def call_statement(route: Route, names: tuple[str, ...], body_arg: str | None) -
     return sql.SQL("select pg_catalog.to_json({})::text{}").format(invocation, source)
 
 
+class ConnectionLost(Exception):
+    """The pooled connection died under the request (database restart, killed backend)."""
+
+
 async def execute(pool: AsyncConnectionPool, call: Call, context: Context) -> Result:
-    """Run the call in one transaction on a pooled connection."""
+    """Run the call in one transaction on a pooled connection.
+
+    A read-only call whose connection turns out dead (e.g. after a database restart) is
+    retried once, after the pool has dropped its other dead connections. A write is not:
+    it may have committed, and the client decides (Calypso's retries are idempotent).
+    """
+    try:
+        return await _execute_once(pool, call, context)
+    except ConnectionLost as lost:
+        if not call.route.read_only:
+            raise lost.__cause__ from None  # type: ignore[misc]
+        await pool.check()
+        try:
+            return await _execute_once(pool, call, context)
+        except ConnectionLost as again:
+            raise again.__cause__ from None  # type: ignore[misc]
+
+
+async def _execute_once(pool: AsyncConnectionPool, call: Call, context: Context) -> Result:
     async with pool.connection() as conn:
         try:
             return await _transaction(conn, call, context)
         except psycopg.Error as exc:
-            if not conn.broken:
+            if conn.broken:
+                raise ConnectionLost() from exc
+            with contextlib.suppress(psycopg.Error):
                 await conn.execute("rollback")
-                exc = await _name_bad_argument(conn, call, exc)
-            raise exc
+            raise await _name_bad_argument(conn, call, exc) from None
 
 
 async def _transaction(conn: psycopg.AsyncConnection, call: Call, context: Context) -> Result:

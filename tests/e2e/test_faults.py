@@ -29,6 +29,9 @@ def test_readiness_follows_the_database_and_liveness_does_not(serve, fault_serve
 
     wait_until(lambda: app.http.get("/readyz").status_code == 200)
     assert app.http.get("/api/v1/health").json()["status"] == "healthy"
+    # reads retry once past the pool's dead connections: no error once the database is back
+    for _ in range(5):
+        assert app.http.get("/api/v1/incidents").status_code == 200
     created = wait_until(
         lambda: (r := app.http.post("/api/v1/incidents", json=payload())).status_code == 201 and r
     )
