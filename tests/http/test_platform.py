@@ -149,3 +149,22 @@ async def test_one_json_log_line_per_request(client, caplog):
     assert (record.method, record.path, record.status) == ("GET", "/api/v1/incidents", 200)
     assert record.request_id == "log-me" and record.duration_ms >= 0
     assert record.route == "/api/v1/incidents"
+
+
+async def test_get_routes_run_read_only(client, db):
+    db.execute("""
+        create function api.sneaky_write() returns json language sql volatile
+        security definer set search_path = pg_catalog, pg_temp
+        as $$ insert into data.incidents (dispatched_at, source_audio) values (now(), 'x')
+              returning '{}'::json $$;
+        comment on function api.sneaky_write() is E'@http GET /api/v1/sneaky\\nWrites on GET.';
+        grant execute on function api.sneaky_write() to emberlog_anon;
+        notify emberlog_reload;
+    """)
+    try:
+        await wait_for_route(client, "GET", "/api/v1/sneaky")
+        result = await client.simulate_get("/api/v1/sneaky")
+        assert result.status_code == 405  # 25006: a write in a read-only transaction
+        assert db.execute("select count(*) from data.incidents").fetchone()[0] == 0
+    finally:
+        db.execute("drop function api.sneaky_write(); notify emberlog_reload")
