@@ -95,3 +95,27 @@ def test_cli_lists_routes_and_rejects_a_bad_time_zone(fault_database):
         timeout=60,
     )
     assert bad.returncode != 0 and "NAIVE_TIMEZONE" in bad.stderr
+
+
+def test_a_deploy_reloads_running_servers(serve, fault_database, tmp_path):
+    import shutil
+
+    from app import deploy
+
+    app = serve()
+    sql_dir = tmp_path / "sql"
+    shutil.copytree(deploy.SQL_DIR, sql_dir)
+    (sql_dir / "30_api" / "version.sql").write_text("""
+        create function api.schema_version() returns json language sql immutable
+        as $$ select '{"version": 2}'::json $$;
+        comment on function api.schema_version() is E'@http GET /api/v1/schema-version\\nv2.';
+        grant execute on function api.schema_version() to emberlog_anon;
+    """)
+    assert app.http.get("/api/v1/schema-version").status_code == 404
+    deploy.apply_sql(fault_database, "emberlog_reload", sql_dir)
+    try:
+        wait_until(lambda: app.http.get("/api/v1/schema-version").status_code == 200)
+        assert app.http.get("/api/v1/incidents").status_code == 200  # drained pool still serves
+    finally:
+        deploy.apply_sql(fault_database, "emberlog_reload")
+    wait_until(lambda: app.http.get("/api/v1/schema-version").status_code == 404)
