@@ -4,7 +4,9 @@ database per test session, an in-process app per test."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+from collections.abc import AsyncIterator
 
 import falcon.testing
 import psycopg
@@ -46,10 +48,17 @@ def settings(database_url) -> Settings:
     return Settings(database_url=database_url, pool_min_size=1, pool_max_size=4)
 
 
-@pytest.fixture
-async def client(settings, db):
+@contextlib.asynccontextmanager
+async def app_client(settings: Settings) -> AsyncIterator[falcon.testing.ASGIConductor]:
+    """An in-process app for these settings, started, with its routes loaded."""
     app = create_app(settings)
     async with falcon.testing.ASGIConductor(app) as conductor:
         await asyncio.wait_for(app.state.routes_loaded.wait(), 10)
         conductor.app_state = app.state
+        yield conductor
+
+
+@pytest.fixture
+async def client(settings, db):
+    async with app_client(settings) as conductor:
         yield conductor

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
+from tests.conftest import app_client
 from tests.incidents import payload
 
 ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
@@ -148,16 +150,8 @@ async def test_long_texts_are_stored_and_deduplicated(client, db):
 
 
 async def test_naive_time_is_read_in_naive_timezone(settings, db):
-    import asyncio
-    import dataclasses
-
-    import falcon.testing
-
-    from app.app import create_app
-
-    app = create_app(dataclasses.replace(settings, naive_timezone="America/Chicago"))
-    async with falcon.testing.ASGIConductor(app) as client:
-        await asyncio.wait_for(app.state.routes_loaded.wait(), 10)
+    chicago = dataclasses.replace(settings, naive_timezone="America/Chicago")
+    async with app_client(chicago) as client:
         naive = await client.simulate_post(
             "/api/v1/incidents", json=payload(dispatched_at="2026-11-22T05:04:15")
         )

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
+
+from tests.conftest import app_client
 
 CUSTOM_ROUTE = """
 create function api.echo_units(unit_list text[], times integer default 1, id bigint default 0)
@@ -98,15 +101,8 @@ async def test_cors_on_a_plain_get(client):
 
 
 async def test_cors_origins_are_configurable(settings, db):
-    import dataclasses
-
-    import falcon.testing
-
-    from app.app import create_app
-
-    app = create_app(dataclasses.replace(settings, cors_origins=("https://web.example",)))
-    async with falcon.testing.ASGIConductor(app) as client:
-        await asyncio.wait_for(app.state.routes_loaded.wait(), 10)
+    web_only = dataclasses.replace(settings, cors_origins=("https://web.example",))
+    async with app_client(web_only) as client:
         ok = await client.simulate_get(
             "/api/v1/incidents", headers={"Origin": "https://web.example"}
         )
