@@ -11,6 +11,7 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
 import psycopg
 
@@ -73,7 +74,7 @@ class Route:
     description: str
     pattern: re.Pattern[str]
 
-    @property
+    @cached_property
     def path_params(self) -> tuple[str, ...]:
         return tuple(PARAM.findall(self.template))
 
@@ -82,7 +83,7 @@ class Route:
         """GET and non-volatile functions run in a READ ONLY transaction."""
         return self.method == "GET" or self.volatility != "v"
 
-    @property
+    @cached_property
     def body_argument(self) -> Argument | None:
         """The one json/jsonb argument that receives the whole body, if there is one."""
         candidates = [a for a in self.arguments if a.is_json and a.name not in self.path_params]
