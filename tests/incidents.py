@@ -7,6 +7,22 @@ from typing import Any
 
 _counter = itertools.count(1)
 
+# The incident JSON's keys, in order; also the first columns of the api.incidents view.
+INCIDENT_FIELDS = [
+    "id",
+    "dispatched_at",
+    "special_call",
+    "units",
+    "channel",
+    "incident_type",
+    "address",
+    "source_audio",
+    "original_text",
+    "transcript",
+    "parsed",
+    "created_at",
+]
+
 
 def payload(**overrides: Any) -> dict[str, Any]:
     """All ten keys, as Calypso always sends them; original_text equals transcript."""

@@ -21,20 +21,8 @@ comment on view api.incidents is
 'Every incident. Order by dispatched_at desc, id desc for newest first. search_vector is the weighted full-text document (type A, address B, transcript C).';
 
 create view api.recent_incidents as
-select
-    i.id,
-    i.dispatched_at,
-    i.special_call,
-    i.units,
-    i.channel,
-    i.incident_type,
-    i.address,
-    i.source_audio,
-    i.original_text,
-    i.transcript,
-    i.parsed,
-    i.created_at,
-    i.search_vector
+-- the same columns as api.incidents: both are re-created together on every deploy
+select i.*  -- noqa: AM04
 from api.incidents as i
 where i.dispatched_at >= now() - interval '30 minutes';
 
