@@ -128,16 +128,14 @@ async def execute(pool: AsyncConnectionPool, call: Call, context: Context) -> Re
     retried once, after the pool has dropped its other dead connections. A write is not:
     it may have committed, and the client decides (Calypso's retries are idempotent).
     """
-    try:
-        return await _execute_once(pool, call, context)
-    except ConnectionLost as lost:
-        if not call.route.read_only:
-            raise lost.__cause__ from None  # type: ignore[misc]
-        await pool.check()
+    for attempt in (1, 2):
         try:
             return await _execute_once(pool, call, context)
-        except ConnectionLost as again:
-            raise again.__cause__ from None  # type: ignore[misc]
+        except ConnectionLost as lost:
+            if attempt == 2 or not call.route.read_only:
+                raise lost.__cause__ from None  # type: ignore[misc]
+            await pool.check()
+    raise AssertionError("unreachable")
 
 
 async def _execute_once(pool: AsyncConnectionPool, call: Call, context: Context) -> Result:

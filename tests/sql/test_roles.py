@@ -12,6 +12,8 @@ from tests import pg
 from tests.incidents import payload
 
 CREATE = "select api.create_incident(%s::jsonb)"
+INSERT_TABLE = "insert into data.incidents (dispatched_at, source_audio) values (now(), 'x')"
+INSERT_VIEW = "insert into api.incidents (dispatched_at, source_audio) values (now(), 'x')"
 
 
 def as_role(db, role: str):
@@ -37,12 +39,8 @@ def test_ingest_may_only_call_the_write_function(conn):
     as_role(conn, "emberlog_ingest")
     created = conn.execute(CREATE, (json.dumps(payload()),)).fetchone()[0]
     assert isinstance(created["id"], int)
-    assert denied(
-        conn, "insert into data.incidents (dispatched_at, source_audio) values (now(), 'x')"
-    )
-    assert denied(
-        conn, "insert into api.incidents (dispatched_at, source_audio) values (now(), 'x')"
-    )
+    assert denied(conn, INSERT_TABLE)
+    assert denied(conn, INSERT_VIEW)
     assert denied(conn, "select * from data.incidents")
     assert denied(conn, "select * from api.incidents")
     assert denied(conn, "update data.incidents set address = 'x'")
@@ -56,9 +54,7 @@ def test_reader_reads_views_and_cannot_write(conn):
     assert conn.execute("select count(*) from api.incidents").fetchone()[0] == 1
     assert conn.execute("select count(*) from api.recent_incidents").fetchone()[0] == 0
     assert denied(conn, CREATE, (json.dumps(payload()),))
-    assert denied(
-        conn, "insert into api.incidents (dispatched_at, source_audio) values (now(), 'x')"
-    )
+    assert denied(conn, INSERT_VIEW)
     assert denied(conn, "delete from api.incidents")
     assert denied(conn, "update api.incidents set address = 'x'")
     assert denied(conn, "select * from data.incidents")
@@ -69,9 +65,7 @@ def test_anon_reads_and_may_write_only_through_the_function(conn):
     as_role(conn, "emberlog_anon")
     conn.execute(CREATE, (json.dumps(payload()),))  # open until API keys land (issue 4)
     assert conn.execute("select (api.list_incidents())->>'total'").fetchone()[0] == "1"
-    assert denied(
-        conn, "insert into data.incidents (dispatched_at, source_audio) values (now(), 'x')"
-    )
+    assert denied(conn, INSERT_TABLE)
     assert denied(conn, "delete from api.incidents")
     assert denied(conn, "select * from data.incidents")
 
