@@ -39,7 +39,7 @@ def database_url(server_url):
 def db(database_url):
     """An autocommit connection as the migrating (owner) role, on emptied tables."""
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("truncate data.incidents restart identity")
+        pg.empty_tables(conn)
         yield conn
 
 

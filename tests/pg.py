@@ -11,7 +11,13 @@ from psycopg import sql
 from app import deploy
 from app.embedded import EmbeddedPostgres
 
-__all__ = ["EmbeddedPostgres", "create_database", "drop_database", "start_embedded"]
+__all__ = [
+    "EmbeddedPostgres",
+    "create_database",
+    "drop_database",
+    "empty_tables",
+    "start_embedded",
+]
 
 
 def with_database(url: str, name: str) -> str:
@@ -46,6 +52,12 @@ def create_database(server_url: str) -> str:
     url = with_database(server_url, name)
     deploy.migrate(url, "emberlog_reload")
     return url
+
+
+def empty_tables(conn: psycopg.Connection) -> None:
+    """Incidents and the event log emptied, ids from 1 again, nothing pruned."""
+    conn.execute("truncate data.incidents, data.events restart identity")
+    conn.execute("update data.event_log_state set pruned_through = 0")
 
 
 def drop_database(server_url: str, url: str) -> None:

@@ -38,6 +38,24 @@ return to_char(ts at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
 comment on function api.iso8601(timestamptz) is
 'The one timestamp format of every response: UTC, microseconds, Z (sorts as a string).';
 
+create function api.audio_url(source_audio text)
+returns text
+language sql
+stable
+parallel safe
+as $$
+    select case
+        when source_audio ~* '^[a-z][a-z0-9+.-]*:'
+            or coalesce(current_setting('emberlog.audio_base_url', true), '') = ''
+            then source_audio
+        else rtrim(current_setting('emberlog.audio_base_url', true), '/')
+            || '/' || ltrim(source_audio, '/')
+    end
+$$;
+
+comment on function api.audio_url(text) is
+'source_audio as presented: a stored relative path made absolute under the emberlog.audio_base_url setting (AUDIO_BASE_URL), a URL or an unset base left as stored.';
+
 create function api.incident_json(incident api.incidents)
 returns json
 language sql
@@ -51,14 +69,15 @@ return json_build_object(
     'channel', incident.channel,
     'incident_type', incident.incident_type,
     'address', incident.address,
-    'source_audio', incident.source_audio,
+    'source_audio', api.audio_url(incident.source_audio),
     'original_text', incident.original_text,
     'transcript', incident.transcript,
     'parsed', incident.parsed,
     'created_at', api.iso8601(incident.created_at)
 );
 
-comment on function api.incident_json(api.incidents) is 'The JSON shape of one incident in every response.';
+comment on function api.incident_json(api.incidents) is
+'The JSON shape of one incident in every response (list, item, stream); source_audio as api.audio_url presents it.';
 
 create function api.get_incident(id bigint)
 returns json
@@ -235,3 +254,23 @@ $$;
 
 comment on function api.create_incident(jsonb) is
 E'@http POST /api/v1/incidents\nRecords one incident from a JSON object (dispatched_at and source_audio required). 201 with the new id, or 200 with the existing id when the same source_audio and original_text were already stored.';
+
+create function api.incident_events(after_id bigint, max_events integer default 100)
+returns table (id bigint, event text, data json)
+language sql
+stable
+-- security definer: reads the event log in data, which no web role may touch.
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+    select
+        e.id,
+        case when i.id is not null then 'incident' else e.event end,
+        case when i.id is not null then api.incident_json(i) else e.data end
+    from internal.read_events('incidents', incident_events.after_id, incident_events.max_events) as e
+    left join api.incidents as i on e.ref_id = i.id
+    order by e.id
+$$;
+
+comment on function api.incident_events(bigint, integer) is
+E'@sse /api/v1/sse/incidents channel=emberlog_events\nLive incidents: one "incident" event per new incident, data as GET /api/v1/incidents/{id}. A stream function returns (id, event, data) after after_id in id order; a row with a null event only moves the position (after_id null: the newest id).';

@@ -7,15 +7,18 @@ revoke execute on all functions in schema internal from public;
 
 grant usage on schema api to emberlog_anon, emberlog_ingest, emberlog_reader;
 
--- psql users: read the views, nothing else.
+-- psql users: read the views and the incident stream, nothing else.
 grant select on api.incidents, api.recent_incidents to emberlog_reader;
+grant execute on function api.incident_events(bigint, integer) to emberlog_reader;
 
 -- Anonymous web requests: the read routes.
 grant select on api.incidents, api.recent_incidents to emberlog_anon;
 grant execute on function
 api.iso8601(timestamptz),
+api.audio_url(text),
 api.incident_json(api.incidents),
 api.get_incident(bigint),
+api.incident_events(bigint, integer),
 api.list_incidents(timestamptz, timestamptz, text, text, text[], text, text, integer, integer)
 to emberlog_anon;
 
