@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
+from collections.abc import Awaitable, Callable
+from types import FrameType
 from typing import Any
 
 import falcon
@@ -17,32 +20,79 @@ from .health import Health, Liveness, Readiness
 from .listener import Listener
 from .middleware import RequestLog
 from .settings import Settings, from_env
+from .sse import WATCH_KEY, Watch
 from .state import AppState
+from .streams import DROPPED, Streams
 
 log = logging.getLogger(__name__)
 
 EXPOSED_HEADERS = ("Location", "X-Request-ID", "Retry-After")
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class Lifespan:
-    """Start-up: open the pool, start the listener (which loads the routes).
-    Shutdown: stop the listener, close the pool."""
+    """Start-up: open the pool, start the listener (which loads the routes and finds the
+    streams) and the streams' heartbeat. Shutdown: stop them, close the pool."""
 
     def __init__(self, state: AppState) -> None:
         self.state = state
+        self.previous_handlers: dict[int, Any] = {}
 
-    async def process_startup(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
-        state = self.state
-        state.pool = create_pool(state.settings)
+    async def process_startup(self, scope: Scope, event: dict[str, Any]) -> None:
+        state, settings = self.state, self.state.settings
+        state.pool = create_pool(settings)
         await state.pool.open(wait=False)
+        state.streams = Streams(
+            state.fetch_events, state.metrics, settings.sse_client_buffer, settings.stream_batch
+        )
 
         async def on_reload(payload: str | None) -> None:
             await state.reload_routes(drain=payload is not None)
 
-        listener = Listener(state.settings, {state.settings.reload_channel: on_reload})
-        state.tasks.append(asyncio.create_task(listener.run(), name="listener"))
+        listener = Listener(
+            settings,
+            {settings.reload_channel: on_reload},
+            probe=settings.stream_mode == "auto",
+            on_reconnect=state.metrics.listener_reconnects.inc,
+        )
+        state.listener = listener
 
-    async def process_shutdown(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
+        def polling() -> bool:
+            return settings.stream_mode == "poll" or listener.delivers is False
+
+        heartbeat = state.streams.run(
+            settings.sse_heartbeat, settings.stream_poll_interval, polling
+        )
+        state.tasks.append(asyncio.create_task(listener.run(), name="listener"))
+        state.tasks.append(asyncio.create_task(heartbeat, name="stream heartbeat"))
+        self._chain_stop_signals()
+
+    def _chain_stop_signals(self) -> None:
+        """Under uvicorn, SIGTERM/SIGINT also end the open streams at once: uvicorn waits
+        for responses to finish before it shuts down, and a stream never would."""
+        loop = asyncio.get_running_loop()
+        streams = self.state.require_streams()
+        for sig in STOP_SIGNALS:
+            previous = signal.getsignal(sig)
+            if not callable(previous):
+                continue  # not under a server that handles it (e.g. tests): leave it be
+
+            def handler(signum: int, frame: FrameType | None, previous: Any = previous) -> None:
+                loop.call_soon_threadsafe(streams.shutdown)
+                previous(signum, frame)
+
+            self.previous_handlers[sig] = previous
+            signal.signal(sig, handler)
+
+    async def process_shutdown(self, scope: Scope, event: dict[str, Any]) -> None:
+        for sig, previous in self.previous_handlers.items():
+            signal.signal(sig, previous)
+        if self.state.streams is not None:
+            await self.state.streams.stop()
         for task in self.state.tasks:
             task.cancel()
         for task in self.state.tasks:
@@ -52,10 +102,49 @@ class Lifespan:
             await self.state.pool.close()
 
 
+class Metrics:
+    """GET /metrics: the process's counters in Prometheus' text format."""
+
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        resp.content_type = "text/plain; version=0.0.4; charset=utf-8"
+        resp.data = self.state.metrics.render()
+
+
 class EmberlogApp(falcon.asgi.App):
-    """Falcon's ASGI app, holding the process state (pool, route table) for tests and tools."""
+    """Falcon's ASGI app, holding the process state (pool, route table) for tests and tools.
+
+    Each HTTP request gets a Watch: a streaming client is released as soon as it
+    disconnects, and a stalled one the app cancels ends quietly.
+    """
 
     state: AppState
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
+        if scope["type"] != "http":
+            return await super().__call__(scope, receive, send)
+        watch = Watch()
+        scope[WATCH_KEY] = watch
+
+        async def watched_receive() -> dict[str, Any]:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                watch.release()
+            return message
+
+        try:
+            await super().__call__(scope, watched_receive, send)
+        except asyncio.CancelledError as exc:
+            if exc.args != (DROPPED,):
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            logs.DROPPED_CLIENT.set(True)
+        finally:
+            watch.release()
 
 
 def create_app(settings: Settings | None = None) -> EmberlogApp:
@@ -81,6 +170,7 @@ def create_app(settings: Settings | None = None) -> EmberlogApp:
     health = Health(state)
     app.add_route("/health", health)
     app.add_route("/api/v1/health", health)
+    app.add_route("/metrics", Metrics(state))
     app.add_sink(Gateway(state), prefix="/")
     app.state = state
     return app

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -22,13 +22,17 @@ from psycopg_pool import AsyncConnectionPool
 from .errors import ApiError
 from .routes import Route
 
+T = TypeVar("T")
+
 SET_CONTEXT = (
     "select pg_catalog.set_config('role', %s, true),"
     " pg_catalog.set_config('request.jwt.claims', %s, true),"
     " pg_catalog.set_config('request.headers', %s, true),"
     " pg_catalog.set_config('request.method', %s, true),"
     " pg_catalog.set_config('request.path', %s, true),"
-    " pg_catalog.set_config('request.base_url', %s, true)"
+    " pg_catalog.set_config('request.base_url', %s, true),"
+    " pg_catalog.set_config('emberlog.audio_base_url', coalesce(%s,"
+    " pg_catalog.current_setting('emberlog.audio_base_url', true), ''), true)"
 )
 READ_RESPONSE = (
     "select pg_catalog.current_setting('response.status', true),"
@@ -46,8 +50,9 @@ class Context:
     method: str
     path: str
     base_url: str
+    audio_base_url: str | None = None  # AUDIO_BASE_URL; None keeps the database's setting
 
-    def params(self) -> tuple[str, ...]:
+    def params(self) -> tuple[str | None, ...]:
         return (
             self.role,
             json.dumps(self.claims),
@@ -55,6 +60,7 @@ class Context:
             self.method,
             self.path,
             self.base_url,
+            self.audio_base_url,
         )
 
 
@@ -117,6 +123,14 @@ def call_statement(route: Route, names: tuple[str, ...], body_arg: str | None) -
     return sql.SQL("select pg_catalog.to_json({})::text{}").format(invocation, source)
 
 
+@lru_cache(maxsize=64)
+def stream_statement(route: Route) -> sql.Composed:
+    """``select id, event, data::text from schema.fn(after_id, max_events)``."""
+    return sql.SQL("select id, event, data::text from {}(%s, %s)").format(
+        sql.Identifier(route.schema, route.function)
+    )
+
+
 class ConnectionLost(Exception):
     """The pooled connection died under the request (database restart, killed backend)."""
 
@@ -128,39 +142,74 @@ async def execute(pool: AsyncConnectionPool, call: Call, context: Context) -> Re
     retried once, after the pool has dropped its other dead connections. A write is not:
     it may have committed, and the client decides (Calypso's retries are idempotent).
     """
+
+    async def once(conn: psycopg.AsyncConnection) -> Result:
+        answer, response = await _transaction(
+            conn, context, call.route.read_only, call.statement(), call.params()
+        )
+        (body,) = await answer.fetchone()  # type: ignore[misc]
+        status, headers = await response.fetchone()  # type: ignore[misc]
+        return Result(body if body is not None else "null", status or None, headers or None)
+
+    async def explain(conn: psycopg.AsyncConnection, exc: psycopg.Error) -> Exception:
+        return await _name_bad_argument(conn, call, exc)
+
+    return await _with_connection(pool, once, call.route.read_only, explain)
+
+
+async def read_rows(
+    pool: AsyncConnectionPool, statement: sql.Composable, params: Any, context: Context
+) -> list[tuple[Any, ...]]:
+    """A read-only statement in the same per-request transaction; all its rows."""
+
+    async def once(conn: psycopg.AsyncConnection) -> list[tuple[Any, ...]]:
+        answer, _ = await _transaction(conn, context, True, statement, params)
+        return await answer.fetchall()
+
+    return await _with_connection(pool, once, True)
+
+
+async def _with_connection(
+    pool: AsyncConnectionPool,
+    once: Callable[[psycopg.AsyncConnection], Awaitable[T]],
+    retry: bool,
+    explain: Callable[[psycopg.AsyncConnection, psycopg.Error], Awaitable[Exception]] | None = None,
+) -> T:
     for attempt in (1, 2):
         try:
-            return await _execute_once(pool, call, context)
+            async with pool.connection() as conn:
+                try:
+                    return await once(conn)
+                except psycopg.Error as exc:
+                    if conn.broken:
+                        raise ConnectionLost() from exc
+                    with contextlib.suppress(psycopg.Error):
+                        await conn.execute("rollback")
+                    raise (await explain(conn, exc) if explain else exc) from None
         except ConnectionLost as lost:
-            if attempt == 2 or not call.route.read_only:
+            if attempt == 2 or not retry:
                 raise lost.__cause__ from None  # type: ignore[misc]
             await pool.check()
     raise AssertionError("unreachable")
 
 
-async def _execute_once(pool: AsyncConnectionPool, call: Call, context: Context) -> Result:
-    async with pool.connection() as conn:
-        try:
-            return await _transaction(conn, call, context)
-        except psycopg.Error as exc:
-            if conn.broken:
-                raise ConnectionLost() from exc
-            with contextlib.suppress(psycopg.Error):
-                await conn.execute("rollback")
-            raise await _name_bad_argument(conn, call, exc) from None
-
-
-async def _transaction(conn: psycopg.AsyncConnection, call: Call, context: Context) -> Result:
-    begin = "begin isolation level read committed read only" if call.route.read_only else "begin"
+async def _transaction(
+    conn: psycopg.AsyncConnection,
+    context: Context,
+    read_only: bool,
+    statement: sql.Composable,
+    params: Any,
+) -> tuple[psycopg.AsyncCursor[Any], psycopg.AsyncCursor[Any]]:
+    """BEGIN, the request settings, the statement, the response settings, COMMIT:
+    one pipeline, one round trip. Returns the statement's and the response's cursors."""
+    begin = "begin isolation level read committed read only" if read_only else "begin"
     async with conn.pipeline():
         await conn.execute(begin)
         await conn.execute(SET_CONTEXT, context.params())
-        answer = await conn.execute(call.statement(), call.params())
+        answer = await conn.execute(statement, params)
         response = await conn.execute(READ_RESPONSE)
         await conn.execute("commit")
-    (body,) = await answer.fetchone()  # type: ignore[misc]
-    status, headers = await response.fetchone()  # type: ignore[misc]
-    return Result(body if body is not None else "null", status or None, headers or None)
+    return answer, response
 
 
 async def _name_bad_argument(

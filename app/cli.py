@@ -43,7 +43,9 @@ def cmd_routes(settings: Settings, args: argparse.Namespace) -> int:
         table = routes.load_sync(conn, settings.api_schema)
     for route in table.routes:
         summary = route.description.splitlines()[0] if route.description else ""
-        print(f"{route.method:<7}{route.template:<36}{route.schema}.{route.function}  {summary}")
+        kind = "SSE" if route.is_stream else route.method
+        target = f"{route.schema}.{route.function}"
+        print(f"{kind:<7}{route.template:<36}{target}  {summary}")
     return 0
 
 

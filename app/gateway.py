@@ -9,7 +9,7 @@ from typing import Any
 import falcon
 from falcon.asgi import Request, Response
 
-from . import calls
+from . import calls, sse
 from .binding import bind
 from .calls import Context, Result
 from .errors import ApiError
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 SECRET_HEADERS = frozenset({"authorization", "cookie", "x-api-key", "proxy-authorization"})
 
 
-def request_context(req: Request, role: str) -> Context:
+def request_context(req: Request, role: str, audio_base_url: str | None = None) -> Context:
     headers = {k.lower(): v for k, v in req.headers.items() if k.lower() not in SECRET_HEADERS}
     return Context(
         role=role,
@@ -31,6 +31,7 @@ def request_context(req: Request, role: str) -> Context:
         method=req.method,
         path=req.path,
         base_url=req.prefix,
+        audio_base_url=audio_base_url,
     )
 
 
@@ -97,8 +98,11 @@ class Gateway:
                 )
             raise ApiError(404, f"no route for {req.path}")
         req.context.route = match.route.template
-        call = await bind(req, match, self.state.settings.max_body_bytes)
-        context = request_context(req, self.state.settings.anon_role)
+        settings = self.state.settings
+        context = request_context(req, settings.anon_role, settings.audio_base_url)
+        if match.route.is_stream:
+            return await sse.serve(self.state, req, resp, match.route, context)
+        call = await bind(req, match, settings.max_body_bytes)
         result = await calls.execute(self.state.require_pool(), call, context)
         apply_result(resp, result)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import sys
@@ -26,6 +27,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+# Set in a request's task when the app itself dropped a stalled SSE client: uvicorn then
+# reports the unfinished response, which is expected and already logged by the app.
+DROPPED_CLIENT: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "dropped_client", default=False
+)
+
+
+class DroppedClientFilter(logging.Filter):
+    """Hides uvicorn's "returned without completing response" for a dropped SSE client."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (DROPPED_CLIENT.get() and "without completing response" in str(record.msg))
+
+
 def configure(level: str = "INFO") -> None:
     """JSON lines to stderr for our loggers and the libraries' (uvicorn, psycopg)."""
     handler = logging.StreamHandler(sys.stderr)
@@ -38,3 +53,8 @@ def configure(level: str = "INFO") -> None:
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    dropped = DroppedClientFilter()
+    if not any(
+        isinstance(f, DroppedClientFilter) for f in logging.getLogger("uvicorn.error").filters
+    ):
+        logging.getLogger("uvicorn.error").addFilter(dropped)

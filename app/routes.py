@@ -2,6 +2,8 @@
 
 A function in the API schema becomes a route when its comment has a line
 ``@http METHOD /path/{param}``; the rest of the comment is its description.
+A line ``@sse /path channel=name`` declares a live stream instead: a GET route
+served as Server-Sent Events from a stream function (see app/streams.py).
 Nothing here knows any particular route: add one with SQL and a reload NOTIFY.
 """
 
@@ -18,6 +20,9 @@ import psycopg
 log = logging.getLogger(__name__)
 
 TAG = re.compile(r"^@http\s+([A-Z]+)\s+(/\S*)\s*$")
+SSE_TAG = re.compile(r"^@sse\s+(/\S*)\s+channel=([a-z_][a-z0-9_]*)\s*$")
+# A stream function: (after_id bigint, max_events integer) returning (id, event, data) rows.
+STREAM_ARGUMENTS = ("bigint", "integer")
 PARAM = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 JSON_TYPES = frozenset({"json", "jsonb"})
@@ -38,7 +43,7 @@ from pg_catalog.pg_proc as p
 where p.pronamespace = %s::regnamespace
     and p.prokind = 'f'
     and coalesce(array_position(p.proargmodes, 'o'), 0) = 0
-    and pg_catalog.obj_description(p.oid, 'pg_proc') ~ '(^|\\n)@http\\s'
+    and pg_catalog.obj_description(p.oid, 'pg_proc') ~ '(^|\\n)@(http|sse)\\s'
 order by p.proname
 """
 
@@ -73,6 +78,11 @@ class Route:
     returns_set: bool
     description: str
     pattern: re.Pattern[str]
+    channel: str | None = None  # set for a stream (@sse): the NOTIFY channel of its events
+
+    @property
+    def is_stream(self) -> bool:
+        return self.channel is not None
 
     @cached_property
     def path_params(self) -> tuple[str, ...]:
@@ -120,28 +130,51 @@ def parse_routes(schema: str, row: tuple) -> list[Route]:
     description = "\n".join(line for line in lines if not line.startswith("@")).strip()
     routes = []
     for line in lines:
-        match = TAG.match(line.strip())
-        if not line.startswith("@http"):
-            continue
-        if not match or match.group(1) not in METHODS:
-            raise RouteError(f"{schema}.{name}: cannot read route tag {line!r}")
-        method, template = match.groups()
-        route = Route(
-            method,
-            template.rstrip("/") or "/",
-            schema,
-            name,
-            arguments,
-            volatility,
-            returns_set,
-            description,
-            compile_template(template),
-        )
-        missing = [p for p in route.path_params if route.argument(p) is None]
-        if missing:
-            raise RouteError(f"{schema}.{name}: path parameter(s) {missing} are not arguments")
-        routes.append(route)
+        if line.startswith(("@http", "@sse")):
+            method, template, channel = _read_tag(f"{schema}.{name}", line.strip())
+            route = Route(
+                method,
+                template.rstrip("/") or "/",
+                schema,
+                name,
+                arguments,
+                volatility,
+                returns_set,
+                description,
+                compile_template(template),
+                channel,
+            )
+            _check(route)
+            routes.append(route)
     return routes
+
+
+def _read_tag(function: str, line: str) -> tuple[str, str, str | None]:
+    """(method, path template, stream channel or None) from one tag line."""
+    if line.startswith("@sse"):
+        stream = SSE_TAG.match(line)
+        if stream:
+            return "GET", stream.group(1), stream.group(2)
+    else:
+        match = TAG.match(line)
+        if match and match.group(1) in METHODS:
+            return match.group(1), match.group(2), None
+    raise RouteError(f"{function}: cannot read route tag {line!r}")
+
+
+def _check(route: Route) -> None:
+    function = f"{route.schema}.{route.function}"
+    if route.is_stream:
+        types = tuple(a.type for a in route.arguments[:2])
+        if types != STREAM_ARGUMENTS or not route.returns_set or route.path_params:
+            raise RouteError(
+                f"{function}: a stream function takes (after_id bigint, max_events integer),"
+                " returns a set of (id, event, data) rows and has no path parameters"
+            )
+        return
+    missing = [p for p in route.path_params if route.argument(p) is None]
+    if missing:
+        raise RouteError(f"{function}: path parameter(s) {missing} are not arguments")
 
 
 @dataclass(frozen=True)

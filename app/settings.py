@@ -33,6 +33,13 @@ class Settings:
     pool_timeout: float = 5.0
     health_timeout: float = 2.0
     log_level: str = "INFO"
+    audio_base_url: str | None = None
+    stream_mode: str = "auto"
+    stream_poll_interval: float = 1.0
+    stream_batch: int = 500
+    sse_heartbeat: float = 15.0
+    sse_retry_ms: int = 2000
+    sse_client_buffer: int = 1000
 
     @property
     def embedded(self) -> bool:
@@ -61,6 +68,16 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from exc
 
 
+STREAM_MODES = ("auto", "listen", "poll")
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = (env.get(name) or default).strip().lower()
+    if value not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
 def _origins(raw: str) -> tuple[str, ...]:
     origins = tuple(o.strip() for o in raw.split(",") if o.strip())
     return origins or ("*",)
@@ -87,4 +104,11 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         pool_timeout=_float(env, "POOL_TIMEOUT", 5.0),
         health_timeout=_float(env, "HEALTH_TIMEOUT", 2.0),
         log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
+        audio_base_url=env.get("AUDIO_BASE_URL") or None,
+        stream_mode=_choice(env, "STREAM_MODE", "auto", STREAM_MODES),
+        stream_poll_interval=_float(env, "STREAM_POLL_INTERVAL", 1.0),
+        stream_batch=_int(env, "STREAM_BATCH", 500, minimum=1),
+        sse_heartbeat=_float(env, "SSE_HEARTBEAT", 15.0),
+        sse_retry_ms=_int(env, "SSE_RETRY_MS", 2000),
+        sse_client_buffer=_int(env, "SSE_CLIENT_BUFFER", 1000, minimum=1),
     )

@@ -1,43 +1,93 @@
-"""What one app process holds while it runs: the pool and the current route table."""
+"""What one app process holds while it runs: the pool, the route table, the streams."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from . import routes
-from .routes import RouteTable
+from . import calls, routes
+from .calls import Context
+from .listener import Listener
+from .metrics import Metrics
+from .routes import Route, RouteTable
 from .settings import Settings
+from .streams import Row, Streams
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class AppState:
-    """Shared by the gateway, the health checks and the listener."""
+    """Shared by the gateway, the health checks, the listener and the streams."""
 
     settings: Settings
+    metrics: Metrics = field(default_factory=Metrics)
     pool: AsyncConnectionPool | None = None
     routes: RouteTable | None = None
     reloads: int = 0
     routes_loaded: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    listener: Listener | None = None
+    streams: Streams | None = None
 
     def require_pool(self) -> AsyncConnectionPool:
         assert self.pool is not None, "the pool opens at start-up"
         return self.pool
 
+    def require_streams(self) -> Streams:
+        assert self.streams is not None, "the streams start at start-up"
+        return self.streams
+
     async def reload_routes(self, drain: bool = False) -> None:
-        """Read the route table again; optionally drop pooled connections (old plans)."""
+        """Read the route table again; optionally drop pooled connections (old plans).
+        Stream hubs follow the table, and the listener learns their channels."""
         pool = self.require_pool()
         async with pool.connection() as conn:
             table = await routes.load(conn, self.settings.api_schema)
         self.routes = table
         self.reloads += 1
+        if self.streams is not None:
+            channels = self.streams.sync([r for r in table.routes if r.is_stream])
+            if self.listener is not None and self.settings.stream_mode != "poll":
+                for channel in channels:
+                    self.listener.add(channel, self._stream_handler(channel))
         self.routes_loaded.set()
         if drain:
             await pool.drain()
         log.info("route table loaded: %d routes", len(table))
+
+    def _stream_handler(self, channel: str) -> Any:
+        streams = self.require_streams()
+
+        async def notified(payload: str | None) -> None:
+            streams.notified(channel)  # payload is only an id: fetch everything new
+
+        return notified
+
+    def stream_context(self, route: Route) -> Context:
+        """How the process-wide hub reads a stream: as the anonymous role."""
+        role = self.settings.anon_role
+        return Context(
+            role=role,
+            claims={"role": role},
+            headers={},
+            method="GET",
+            path=route.template,
+            base_url="",
+            audio_base_url=self.settings.audio_base_url,
+        )
+
+    async def fetch_events(
+        self, route: Route, after: int | None, limit: int, context: Context | None
+    ) -> list[Row]:
+        """Rows of a stream function after an id (the hub's, or a resuming client's)."""
+        return await calls.read_rows(  # type: ignore[return-value]
+            self.require_pool(),
+            calls.stream_statement(route),
+            (after, limit),
+            context or self.stream_context(route),
+        )

@@ -97,8 +97,9 @@ def test_prune_deletes_old_events_and_a_stale_position_gets_a_reset(db):
     create(db)
     old = events(db, 0)
     second = create(db)
-    db.execute("update data.events set created_at = now() - interval '8 days' where id = %s",
-               (old[0][0],))
+    db.execute(
+        "update data.events set created_at = now() - interval '8 days' where id = %s", (old[0][0],)
+    )
     assert db.execute("select internal.prune_events()").fetchone()[0] == 1
     assert db.execute("select internal.prune_events()").fetchone()[0] == 0
     rows = events(db, 0)
@@ -133,7 +134,9 @@ def test_relative_audio_is_presented_under_the_base_url(db):
     item = "select api.get_incident(%s)->>'source_audio'"
     assert db.execute(item, (relative,)).fetchone()[0] == "calls/2026/1.m4a"
     db.execute("set emberlog.audio_base_url = 'https://audio.example/rec/'")
-    assert db.execute(item, (relative,)).fetchone()[0] == "https://audio.example/rec/calls/2026/1.m4a"
+    assert (
+        db.execute(item, (relative,)).fetchone()[0] == "https://audio.example/rec/calls/2026/1.m4a"
+    )
     assert db.execute(item, (absolute,)).fetchone()[0] == "https://cdn.example/2.m4a"
     assert events(db, 0)[0][2]["source_audio"] == "https://audio.example/rec/calls/2026/1.m4a"
     stored = "select source_audio from data.incidents where id = %s"

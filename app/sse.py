@@ -1,0 +1,81 @@
+"""Serving a stream route as Server-Sent Events (the hub does the fan-out)."""
+
+from __future__ import annotations
+
+import re
+
+from falcon.asgi import Request, Response
+
+from .calls import Context
+from .errors import ApiError
+from .routes import Route
+from .state import AppState
+from .streams import Hub, Subscriber
+
+EVENT_ID = re.compile(r"^[0-9]{1,18}$")
+
+
+def last_event_id(req: Request) -> int | None:
+    """Where the client resumes: the Last-Event-ID header (sent by a reconnecting
+    EventSource), else ?last_event_id= (a first connect); None for live only."""
+    header = req.get_header("Last-Event-ID")
+    raw = header if header is not None and header.strip() else req.get_param("last_event_id")
+    if raw is None or not raw.strip():
+        return None
+    if not EVENT_ID.match(raw.strip()):
+        raise ApiError(
+            400,
+            "last_event_id must be an event id (a non-negative integer)",
+            "invalid_parameter",
+            {"parameter": "last_event_id"},
+        )
+    return int(raw)
+
+
+async def serve(
+    state: AppState, req: Request, resp: Response, route: Route, context: Context
+) -> None:
+    """200 text/event-stream from the route's hub; 503 while starting or shutting down."""
+    streams = state.require_streams()
+    if streams.closing:
+        raise ApiError(503, "the server is shutting down", headers={"Retry-After": "1"})
+    hub = streams.hub(route)
+    if hub is None:
+        raise ApiError(503, "the stream is starting", headers={"Retry-After": "1"})
+    after = last_event_id(req)
+    resp.set_header("Cache-Control", "no-cache")
+    resp.set_header("X-Accel-Buffering", "no")
+    if req.method == "HEAD":
+        resp.content_type = "text/event-stream"
+        return
+    sub, replay = hub.subscribe(after)
+    watch = req.scope.get(WATCH_KEY)
+    if isinstance(watch, Watch):
+        watch.attach(hub, sub)
+    resp.sse = hub.frames(sub, replay, context, state.settings.sse_retry_ms)
+
+
+WATCH_KEY = "emberlog.watch"
+
+
+class Watch:
+    """The app's view of one HTTP connection: who to tell when the client goes away.
+
+    Falcon reads the disconnect message in a task of its own; the app wraps receive()
+    so a streaming client is released at once, not at the next write.
+    """
+
+    __slots__ = ("hub", "sub")
+
+    def __init__(self) -> None:
+        self.hub: Hub | None = None
+        self.sub: Subscriber | None = None
+
+    def attach(self, hub: Hub, sub: Subscriber) -> None:
+        self.hub, self.sub = hub, sub
+
+    def release(self) -> None:
+        """The client is gone (or the response is over): stop feeding it."""
+        if self.hub is not None and self.sub is not None:
+            self.hub.unsubscribe(self.sub)
+        self.hub = self.sub = None
