@@ -39,9 +39,9 @@ async def serve(
     streams = state.require_streams()
     if streams.closing:
         raise ApiError(503, "the server is shutting down", headers={"Retry-After": "1"})
-    hub = streams.hub(route)
+    hub = await streams.ready_hub(route, state.settings.pool_timeout)
     if hub is None:
-        raise ApiError(503, "the stream is starting", headers={"Retry-After": "1"})
+        raise ApiError(503, "the stream is not ready yet", headers={"Retry-After": "1"})
     after = last_event_id(req)
     resp.set_header("Cache-Control", "no-cache")
     resp.set_header("X-Accel-Buffering", "no")

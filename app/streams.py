@@ -325,9 +325,14 @@ class Streams:
         self.hubs = hubs
         return {hub.route.channel for hub in hubs.values() if hub.route.channel}
 
-    def hub(self, route: Route) -> Hub | None:
+    async def ready_hub(self, route: Route, timeout: float) -> Hub | None:
+        """The route's hub once it knows where live starts (None if not within timeout)."""
         hub = self.hubs.get(route.template)
-        return hub if hub is not None and hub.ready.is_set() else None
+        if hub is None:
+            return None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(hub.ready.wait(), timeout)
+        return hub if hub.ready.is_set() else None
 
     def notified(self, channel: str) -> None:
         for hub in self.hubs.values():

@@ -1,0 +1,95 @@
+"""Reading Server-Sent Events in tests: a frame parser, an in-process reader and an
+HTTP client for real servers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+
+@dataclass
+class Event:
+    """One SSE frame with an id (comments and the retry hint are not events)."""
+
+    id: int
+    event: str
+    data: Any
+
+
+class FrameParser:
+    """Feeds bytes in, gives complete frames out; keeps the retry hint and comments seen."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.retry: int | None = None
+        self.comments = 0
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        self.buffer += chunk
+        events: list[Event] = []
+        while b"\n\n" in self.buffer:
+            raw, self.buffer = self.buffer.split(b"\n\n", 1)
+            event = self._frame(raw.decode())
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _frame(self, raw: str) -> Event | None:
+        fields: dict[str, list[str]] = {}
+        for line in raw.split("\n"):
+            if line.startswith(":"):
+                self.comments += 1
+                continue
+            name, _, value = line.partition(": ")
+            fields.setdefault(name, []).append(value)
+        if "retry" in fields:
+            self.retry = int(fields["retry"][0])
+        if "id" not in fields:
+            return None
+        data = json.loads("\n".join(fields.get("data", ["null"])))
+        return Event(int(fields["id"][0]), fields["event"][0], data)
+
+
+async def read_events(stream: Any, parser: FrameParser, count: int, timeout: float = 10) -> list:
+    """In-process: read a Falcon StreamedResult until `count` events have arrived."""
+    events: list[Event] = []
+    async with asyncio.timeout(timeout):
+        while len(events) < count:
+            events += parser.feed(await stream.read())
+            await asyncio.sleep(0.005)
+    return events
+
+
+class SseClient:
+    """A real HTTP client on a stream that remembers the last id, like EventSource."""
+
+    def __init__(self, base: str, path: str = "/api/v1/sse/incidents") -> None:
+        self.url = base + path
+        self.last_id: int | None = None
+        self.events: list[Event] = []
+        self.parser = FrameParser()
+
+    @contextlib.asynccontextmanager
+    async def connect(
+        self, client: httpx.AsyncClient, **params: Any
+    ) -> AsyncIterator[httpx.Response]:
+        headers = {} if self.last_id is None else {"Last-Event-ID": str(self.last_id)}
+        self.parser = FrameParser()
+        async with client.stream("GET", self.url, headers=headers, params=params) as response:
+            yield response
+
+    async def receive(self, response: httpx.Response, until: int, timeout: float = 20) -> None:
+        """Read frames until an event with id >= until has arrived."""
+        async with asyncio.timeout(timeout):
+            async for chunk in response.aiter_raw():
+                for event in self.parser.feed(chunk):
+                    self.events.append(event)
+                    self.last_id = event.id
+                if self.last_id is not None and self.last_id >= until:
+                    return
