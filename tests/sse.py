@@ -74,22 +74,30 @@ class SseClient:
         self.last_id: int | None = None
         self.events: list[Event] = []
         self.parser = FrameParser()
+        self._chunks: AsyncIterator[bytes] | None = None
 
     @contextlib.asynccontextmanager
-    async def connect(
-        self, client: httpx.AsyncClient, **params: Any
-    ) -> AsyncIterator[httpx.Response]:
+    async def connect(self, http: httpx.AsyncClient, **params: Any) -> AsyncIterator[None]:
+        """Open the stream (resuming after last_id) and wait until the server has
+        subscribed this client (the retry hint has arrived)."""
         headers = {} if self.last_id is None else {"Last-Event-ID": str(self.last_id)}
         self.parser = FrameParser()
-        async with client.stream("GET", self.url, headers=headers, params=params) as response:
-            yield response
+        async with http.stream("GET", self.url, headers=headers, params=params) as response:
+            assert response.status_code == 200, response.status_code
+            self._chunks = response.aiter_raw()
+            async with asyncio.timeout(10):
+                while self.parser.retry is None:
+                    await self._read()
+            yield
 
-    async def receive(self, response: httpx.Response, until: int, timeout: float = 20) -> None:
+    async def receive(self, until: int, timeout: float = 30) -> None:
         """Read frames until an event with id >= until has arrived."""
         async with asyncio.timeout(timeout):
-            async for chunk in response.aiter_raw():
-                for event in self.parser.feed(chunk):
-                    self.events.append(event)
-                    self.last_id = event.id
-                if self.last_id is not None and self.last_id >= until:
-                    return
+            while self.last_id is None or self.last_id < until:
+                await self._read()
+
+    async def _read(self) -> None:
+        assert self._chunks is not None
+        for event in self.parser.feed(await anext(self._chunks)):
+            self.events.append(event)
+            self.last_id = event.id

@@ -108,6 +108,10 @@ async def test_an_id_older_than_retention_gets_a_reset_then_live_events(db, sett
 async def test_events_still_in_memory_need_no_reset(client, db):
     """The ring still holds events the log has pruned: they are sent, not a reset."""
     created = [await post(client) for _ in range(2)]
+    hub = next(iter(client.app_state.streams.hubs.values()))
+    async with asyncio.timeout(5):
+        while hub.cursor < event_ids(db)[-1]:
+            await asyncio.sleep(0.01)
     db.execute("select internal.prune_events(interval '0')")
     async with client.simulate_get_stream(STREAM, params={"last_event_id": "0"}) as sr:
         events = await read_events(sr.stream, FrameParser(), 2)
