@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: help install run dev test lint format migrate routes psql clean
+.PHONY: help install run dev test lint format migrate routes psql bench-sse clean
 
 help:
 	@echo "make run      serve on HOST:PORT (default 127.0.0.1:8080), embedded PostgreSQL unless DATABASE_URL"
@@ -13,6 +13,7 @@ help:
 	@echo "make migrate  apply migrations and re-create api from sql/, then reload running servers"
 	@echo "make routes   list the routes the database declares"
 	@echo "make psql     psql on the database in use"
+	@echo "make bench-sse  SSE fan-out benchmark: N=100,1000,10000 clients on one process"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required" if sys.version_info < (3, 11) else 0)'
@@ -34,13 +35,13 @@ test: install
 	$(BIN)/pytest
 
 lint: install
-	$(BIN)/ruff check app tests
-	$(BIN)/ruff format --check app tests
+	$(BIN)/ruff check app tests ops
+	$(BIN)/ruff format --check app tests ops
 	$(BIN)/sqlfluff lint sql migrations
 
 format: install
-	$(BIN)/ruff format app tests
-	$(BIN)/ruff check --fix app tests
+	$(BIN)/ruff format app tests ops
+	$(BIN)/ruff check --fix app tests ops
 	$(BIN)/sqlfluff fix sql migrations
 
 migrate: install
@@ -51,6 +52,10 @@ routes: install
 
 psql: install
 	$(BIN)/emberlog-api psql
+
+# BENCH_SSE_ARGS="--clients 1000 --events 20" to change N, M or the rate; --url for a running server.
+bench-sse: install
+	$(BIN)/python ops/bench/sse.py $(BENCH_SSE_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -51,6 +51,7 @@ def encode(event_id: int, event: str, data: str | None) -> Frame:
 
 
 PING = Frame(0, b": ping\n\n")
+HEARTBEAT_SLICE = 500  # clients pinged per turn of the event loop
 
 
 class SlowClient(Exception):
@@ -96,6 +97,7 @@ class Hub:
         self.end = 0  # frames ever appended; frame n is at ring[n % capacity]
         self.cursor = 0  # newest event id fetched
         self.floor = 0  # every frame with an id above floor is still in the ring
+        self.last_frame_at = 0.0  # loop time of the newest frame
         self.ready = asyncio.Event()
         self.subscribers: set[Subscriber] = set()
         self._fetching = False
@@ -144,6 +146,7 @@ class Hub:
             self.ring[slot] = encode(event_id, event, data)
             self.end += 1
         if rows:
+            self.last_frame_at = asyncio.get_running_loop().time()
             self._wake_all()
 
     def _wake_all(self) -> None:
@@ -202,11 +205,18 @@ class Hub:
                 return frame
         return None
 
-    def heartbeat(self) -> None:
-        for sub in self.subscribers:
-            sub.ping = True
-            if sub.waiter is not None:
-                sub.wake()
+    async def heartbeat(self, quiet_for: float) -> None:
+        """Ping every client, unless an event went out within ``quiet_for`` seconds (then
+        every client has been written to since). In slices, so events are not held up."""
+        if asyncio.get_running_loop().time() - self.last_frame_at < quiet_for:
+            return
+        subscribers = list(self.subscribers)
+        for start in range(0, len(subscribers), HEARTBEAT_SLICE):
+            for sub in subscribers[start : start + HEARTBEAT_SLICE]:
+                sub.ping = True
+                if sub.waiter is not None:
+                    sub.wake()
+            await asyncio.sleep(0)
 
     def close_all(self) -> None:
         """Shutting down: end every stream (clients reconnect elsewhere and resume)."""
@@ -343,10 +353,6 @@ class Streams:
         for hub in self.hubs.values():
             hub.poke()
 
-    def heartbeat(self) -> None:
-        for hub in self.hubs.values():
-            hub.heartbeat()
-
     def shutdown(self) -> None:
         """Refuse new streams and end the open ones."""
         self.closing = True
@@ -356,15 +362,21 @@ class Streams:
     async def run(
         self, heartbeat: float, poll_interval: float, polling: Callable[[], bool]
     ) -> None:
-        """Heartbeats (with a catch-up fetch each), and polling when LISTEN is not usable."""
-        tick = min(heartbeat, poll_interval)
+        """Heartbeats (with a catch-up fetch each), and polling when LISTEN is not usable.
+
+        Checked every half interval, and a client is pinged only when no event went out
+        in the half before: no client waits more than ``heartbeat`` seconds for a write.
+        """
+        half = heartbeat / 2
+        tick = min(half, poll_interval)
         since_heartbeat = 0.0
         while True:
             await asyncio.sleep(tick)
             since_heartbeat += tick
-            if since_heartbeat >= heartbeat:
+            if since_heartbeat >= half:
                 since_heartbeat = 0.0
-                self.heartbeat()
+                for hub in list(self.hubs.values()):
+                    await hub.heartbeat(quiet_for=half)
                 self.poke_all()
             elif polling():
                 self.poke_all()

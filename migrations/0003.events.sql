@@ -6,7 +6,7 @@
 
 create table data.events (
     id bigint generated always as identity primary key,
-    stream text not null,
+    stream text not null,  -- noqa: RF04
     ref_id bigint not null,
     created_at timestamptz not null default pg_catalog.clock_timestamp()
 );

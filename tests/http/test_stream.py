@@ -187,3 +187,14 @@ async def test_metrics_count_clients_and_deliveries(client):
         text = (await client.simulate_get("/metrics")).text
     assert "emberlog_sse_clients 1.0" in text
     assert "emberlog_sse_events_delivered_total 1.0" in text
+
+
+async def test_an_idle_stream_gets_heartbeat_comments(db, settings):
+    settings = dataclasses.replace(settings, sse_heartbeat=0.2)
+    async with app_client(settings) as client, client.simulate_get_stream(STREAM) as sr:
+        parser = FrameParser()
+        async with asyncio.timeout(5):
+            while parser.comments < 2:
+                parser.feed(await sr.stream.read())
+                await asyncio.sleep(0.01)
+    assert parser.comments >= 2
