@@ -252,10 +252,14 @@ class Hub:
             yield Frame(0, f"retry: {retry_ms}\n\n".encode())
             sub.sending = False
             if replay:
-                async for frame in self._replay(sub, context):
-                    sub.sending = True
-                    yield frame
-                    sub.sending = False
+                try:
+                    async for frame in self._replay(sub, context):
+                        sub.sending = True
+                        yield frame
+                        sub.sending = False
+                except Exception as exc:  # e.g. the database is away: end; the client retries
+                    log.warning("stream %s: replay failed (%s)", self.route.template, exc)
+                    return
             while not sub.closed:
                 frame = self._next(sub)
                 if frame is None:
@@ -329,9 +333,9 @@ class Streams:
                 hub.poke()
             hub.route = route
             hubs[route.template] = hub
-        for template, old in self.hubs.items():
-            if template not in hubs:
-                old.close_all()
+        for old in self.hubs.values():
+            if old not in hubs.values():
+                old.close_all()  # its clients reconnect to what the route is now
         self.hubs = hubs
         return {hub.route.channel for hub in hubs.values() if hub.route.channel}
 

@@ -255,3 +255,19 @@ async def test_sigterm_ends_open_streams_and_the_server_exits(serve):
     log = server.log_path.read_bytes()
     assert b"Application shutdown complete" in log
     assert b"Traceback" not in log
+
+
+async def test_resuming_from_a_pruned_id_gets_a_reset(serve, fault_database):
+    create_in_sql(fault_database, 2)
+    old = newest_event(fault_database) - 1
+    with psycopg.connect(fault_database, autocommit=True) as conn:
+        conn.execute("select internal.prune_events(interval '0')")
+    server = serve()  # started after the prune: nothing of those events in memory
+    stream = SseClient(server.base)
+    async with httpx.AsyncClient(timeout=30) as http, stream.connect(http, last_event_id=old):
+        await stream.receive(until=newest_event(fault_database))
+        live = create_in_sql(fault_database)
+        await stream.receive(until=newest_event(fault_database))
+    reset, event = stream.events
+    assert reset.event == "reset" and reset.data["last_event_id"] == old
+    assert event.event == "incident" and [event.data["id"]] == live
