@@ -1,4 +1,4 @@
-"""``emberlog-api``: serve, migrate, routes, psql."""
+"""``emberlog-api``: serve, migrate, routes, prune-events, psql."""
 
 from __future__ import annotations
 
@@ -70,6 +70,15 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prune_events(settings: Settings, args: argparse.Namespace) -> int:
+    with database(settings) as url, psycopg.connect(url, autocommit=True) as conn:
+        (deleted,) = conn.execute(
+            "select internal.prune_events(%s::interval)", (args.older_than,)
+        ).fetchone()  # type: ignore[misc]
+    print(f"events deleted: {deleted}")
+    return 0
+
+
 def cmd_psql(settings: Settings, args: argparse.Namespace) -> int:
     with database(settings) as url:
         psql = EmbeddedPostgres.bin_path("psql")
@@ -89,6 +98,13 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("routes", help="list the routes the database declares").set_defaults(
         func=cmd_routes
     )
+    prune = sub.add_parser("prune-events", help="delete stream events older than the retention")
+    prune.add_argument(
+        "--older-than",
+        metavar="INTERVAL",
+        help="e.g. '3 days' (default: the emberlog.event_retention setting, else 7 days)",
+    )
+    prune.set_defaults(func=cmd_prune_events)
     psql = sub.add_parser("psql", help="open psql on the database in use")
     psql.add_argument("psql_args", nargs=argparse.REMAINDER)
     psql.set_defaults(func=cmd_psql)
@@ -107,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(settings, args)
     except KeyboardInterrupt:
         return 130
-    except (deploy.DeployError, psycopg.OperationalError, SettingsError) as exc:
+    except (deploy.DeployError, psycopg.Error, SettingsError) as exc:
         print(f"emberlog-api: {exc}", file=sys.stderr)
         return 1
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import psycopg
 
 from tests.e2e.conftest import wait_until
@@ -86,6 +88,7 @@ def test_cli_lists_routes_and_rejects_a_bad_time_zone(fault_database):
     )
     assert "GET    /api/v1/incidents/{id}" in listed.stdout
     assert "POST   /api/v1/incidents" in listed.stdout
+    assert "SSE    /api/v1/sse/incidents" in listed.stdout
     bad = subprocess.run(
         [sys.executable, "-m", "app.cli", "serve"],
         cwd=ROOT,
@@ -119,3 +122,26 @@ def test_a_deploy_reloads_running_servers(serve, fault_database, tmp_path):
     finally:
         deploy.apply_sql(fault_database, "emberlog_reload")
     wait_until(lambda: app.http.get("/api/v1/schema-version").status_code == 404)
+
+
+def test_cli_prunes_the_event_log(fault_database):
+    import os
+    import subprocess
+    import sys
+
+    from tests.e2e.conftest import ROOT
+
+    with psycopg.connect(fault_database, autocommit=True) as conn:
+        conn.execute("select api.create_incident(%s::jsonb)", (json.dumps(payload()),))
+    env = {**os.environ, "DATABASE_URL": fault_database}
+
+    def prune(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "app.cli", "prune-events", *args]
+        return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+
+    assert prune().stdout == "events deleted: 0\n"  # nothing is 7 days old
+    deleted = prune("--older-than", "0")
+    assert deleted.returncode == 0 and deleted.stdout.startswith("events deleted: ")
+    assert int(deleted.stdout.split(": ")[1]) >= 1
+    bad = prune("--older-than", "fortnight")
+    assert bad.returncode == 1 and "interval" in bad.stderr

@@ -195,21 +195,33 @@ def stalled_stream(port: int) -> socket.socket:
     return sock
 
 
+async def eventually(check, timeout: float = 20.0) -> None:
+    """Poll check() without blocking the event loop (streams keep being read)."""
+    async with asyncio.timeout(timeout):
+        while not await asyncio.to_thread(check):
+            await asyncio.sleep(0.05)
+
+
 async def test_a_stalled_client_is_dropped_and_does_not_hold_up_others(serve, fault_database):
     server = serve(SSE_CLIENT_BUFFER="20")
     stalled = stalled_stream(server.port)
     stream = SseClient(server.base)
+    slow = "emberlog_sse_slow_disconnects_total"
     try:
         async with httpx.AsyncClient(timeout=30) as http, stream.connect(http):
-            wait_until(lambda: metric(server, "emberlog_sse_clients") == 2)
-            created = []
-            for _ in range(10):
+            await eventually(lambda: metric(server, "emberlog_sse_clients") == 2)
+            created: list[int] = []
+            # Write until the stalled client's socket buffers are full and the ring has
+            # passed it; the reading client must get every event all the while.
+            for _ in range(40):
                 created += await asyncio.to_thread(
-                    create_in_sql, fault_database, 10, transcript="y" * 50_000
+                    create_in_sql, fault_database, 10, transcript="y" * 100_000
                 )
                 await stream.receive(until=newest_event(fault_database))
-            assert metric(server, "emberlog_sse_slow_disconnects_total") >= 1
-            assert metric(server, "emberlog_sse_clients") == 1
+                if metric(server, slow) >= 1:
+                    break
+            assert metric(server, slow) == 1
+            await eventually(lambda: metric(server, "emberlog_sse_clients") == 1)
         assert [e.data["id"] for e in stream.events] == created
     finally:
         stalled.close()
