@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import threading
 from collections.abc import Awaitable, Callable
 from types import FrameType
 from typing import Any
@@ -74,6 +75,8 @@ class Lifespan:
     def _chain_stop_signals(self) -> None:
         """Under uvicorn, SIGTERM/SIGINT also end the open streams at once: uvicorn waits
         for responses to finish before it shuts down, and a stream never would."""
+        if threading.current_thread() is not threading.main_thread():
+            return  # signals are the main thread's (e.g. an app run in a test thread)
         loop = asyncio.get_running_loop()
         streams = self.state.require_streams()
         for sig in STOP_SIGNALS:
@@ -91,13 +94,13 @@ class Lifespan:
     async def process_shutdown(self, scope: Scope, event: dict[str, Any]) -> None:
         for sig, previous in self.previous_handlers.items():
             signal.signal(sig, previous)
-        if self.state.streams is not None:
-            await self.state.streams.stop()
-        for task in self.state.tasks:
+        for task in self.state.tasks:  # first: nothing may start a fetch after this
             task.cancel()
         for task in self.state.tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self.state.streams is not None:
+            await self.state.streams.stop()
         if self.state.pool is not None:
             await self.state.pool.close()
 

@@ -47,7 +47,8 @@ class Liveness:
 
 
 class Readiness:
-    """GET /readyz: 200 when the database answers and routes are loaded, else 503."""
+    """GET /readyz: 200 when the database answers, the routes are loaded and every
+    stream knows where live starts; 503 otherwise, and from the moment shutdown begins."""
 
     def __init__(self, state: AppState) -> None:
         self.state = state
@@ -55,11 +56,21 @@ class Readiness:
     async def on_get(self, req: Request, resp: Response) -> None:
         database = await database_check(self.state)
         routes = len(self.state.routes) if self.state.routes is not None else None
-        if database["status"] != "healthy" or routes is None:
+        streams = self.state.streams
+        problems = [
+            problem
+            for problem, failing in (
+                ("shutting down", streams is not None and streams.closing),
+                ("database unreachable", database["status"] != "healthy"),
+                ("routes not loaded", routes is None),
+                ("streams not ready", streams is not None and not streams.ready()),
+            )
+            if failing
+        ]
+        if problems:
             raise ApiError(
                 503,
-                "not ready: "
-                + ("database unreachable" if routes is not None else "routes not loaded"),
+                "not ready: " + ", ".join(problems),
                 "not_ready",
                 {"database": database["status"], "routes": routes},
                 headers={"Retry-After": "1"},

@@ -47,7 +47,9 @@ class Settings:
         return not self.database_url
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+def _int(
+    env: Mapping[str, str], name: str, default: int, minimum: int = 0, maximum: int | None = None
+) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -57,6 +59,8 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
         raise SettingsError(f"{name} must be an integer, got {raw!r}") from exc
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise SettingsError(f"{name} must be at most {maximum}, got {value}")
     return value
 
 
@@ -107,7 +111,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         audio_base_url=env.get("AUDIO_BASE_URL") or None,
         stream_mode=_choice(env, "STREAM_MODE", "auto", STREAM_MODES),
         stream_poll_interval=_float(env, "STREAM_POLL_INTERVAL", 1.0),
-        stream_batch=_int(env, "STREAM_BATCH", 500, minimum=1),
+        stream_batch=_int(env, "STREAM_BATCH", 500, minimum=1, maximum=1000),
         sse_heartbeat=_float(env, "SSE_HEARTBEAT", 15.0),
         sse_retry_ms=_int(env, "SSE_RETRY_MS", 2000),
         sse_client_buffer=_int(env, "SSE_CLIENT_BUFFER", 1000, minimum=1),

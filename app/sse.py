@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 
 from falcon.asgi import Request, Response
 
@@ -10,7 +11,7 @@ from .calls import Context
 from .errors import ApiError
 from .routes import Route
 from .state import AppState
-from .streams import Hub, Subscriber
+from .streams import Frame, Hub, Subscriber
 
 EVENT_ID = re.compile(r"^[0-9]{1,18}$")
 
@@ -35,24 +36,35 @@ def last_event_id(req: Request) -> int | None:
 async def serve(
     state: AppState, req: Request, resp: Response, route: Route, context: Context
 ) -> None:
-    """200 text/event-stream from the route's hub; 503 while starting or shutting down."""
-    streams = state.require_streams()
-    if streams.closing:
-        raise ApiError(503, "the server is shutting down", headers={"Retry-After": "1"})
-    hub = await streams.ready_hub(route, state.settings.pool_timeout)
-    if hub is None:
-        raise ApiError(503, "the stream is not ready yet", headers={"Retry-After": "1"})
+    """200 text/event-stream from the route's hub.
+
+    While the stream is not ready, or the server is shutting down, the answer is still
+    200, with only the retry hint: an EventSource gives up for good on any other status,
+    and this way it reconnects (elsewhere) after ``SSE_RETRY_MS``.
+    """
     after = last_event_id(req)
     resp.set_header("Cache-Control", "no-cache")
     resp.set_header("X-Accel-Buffering", "no")
+    resp.content_type = "text/event-stream"
     if req.method == "HEAD":
-        resp.content_type = "text/event-stream"
+        return
+    streams = state.require_streams()
+    retry_ms = state.settings.sse_retry_ms
+    hub = None if streams.closing else await streams.ready_hub(route, state.settings.pool_timeout)
+    # Checked again after the wait: shutdown or a reload may have come meanwhile.
+    if hub is None or streams.closing or streams.hubs.get(route.template) is not hub:
+        resp.sse = come_back_later(retry_ms)
         return
     sub, replay = hub.subscribe(after)
     watch = req.scope.get(WATCH_KEY)
     if isinstance(watch, Watch):
         watch.attach(hub, sub)
-    resp.sse = hub.frames(sub, replay, context, state.settings.sse_retry_ms)
+    resp.sse = hub.frames(sub, replay, context, retry_ms)
+
+
+async def come_back_later(retry_ms: int) -> AsyncIterator[Frame]:
+    """Only the retry hint, then the end: the client reconnects after retry_ms."""
+    yield Frame(0, f"retry: {retry_ms}\n\n".encode())
 
 
 WATCH_KEY = "emberlog.watch"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -44,13 +45,21 @@ class Frame:
 
 def encode(event_id: int, event: str, data: str | None) -> Frame:
     """``id:``, ``event:``, then ``data:`` lines (one line for JSON from PostgreSQL)."""
-    lines = (data if data is not None else "null").splitlines() or [""]
+    lines = LINE_BREAK.split(data if data is not None else "null")
     body = "".join(f"data: {line}\n" for line in lines)
     name = " ".join(event.split())
     return Frame(event_id, f"id: {event_id}\nevent: {name}\n{body}\n".encode())
 
 
+LINE_BREAK = re.compile(r"\r\n|\r|\n")  # SSE's line ends only (not U+2028 and the like)
 PING = Frame(0, b": ping\n\n")
+
+
+def hello(retry_ms: int, last_id: int) -> Frame:
+    """The first frame: the reconnect delay, and the position the client is at."""
+    return Frame(last_id, f"retry: {retry_ms}\nid: {last_id}\n\n".encode())
+
+
 HEARTBEAT_SLICE = 500  # clients pinged per turn of the event loop
 
 
@@ -61,7 +70,16 @@ class SlowClient(Exception):
 class Subscriber:
     """One connected client: its place in the hub's ring and the last id it was sent."""
 
-    __slots__ = ("closed", "last_id", "ping", "position", "sending", "task", "waiter")
+    __slots__ = (
+        "closed",
+        "last_id",
+        "ping",
+        "position",
+        "sending",
+        "sending_since",
+        "task",
+        "waiter",
+    )
 
     def __init__(self, position: int, last_id: int) -> None:
         self.position = position
@@ -70,6 +88,7 @@ class Subscriber:
         self.closed = False
         self.ping = False
         self.sending = False
+        self.sending_since = 0.0
         self.task = asyncio.current_task()
 
     def wake(self) -> None:
@@ -129,25 +148,41 @@ class Hub:
             self._fetching = False
 
     def _append(self, rows: list[Row]) -> None:
+        appended = False
         for event_id, event, data in rows:
             if not self.ready.is_set():
-                self.cursor = self.floor = event_id  # the newest id: live starts after it
+                self._restart_at(event_id)  # the newest id: live starts after it
                 self.ready.set()
+            elif event == "reset":
+                # The log no longer follows on from what this process has (a restored
+                # database, a pruned gap): start over; clients reconnect and get the reset.
+                log.warning("stream %s: event log reset at id %d", self.route.template, event_id)
+                self._restart_at(event_id)
+                self.close_all()
+            elif event_id <= self.cursor:
                 continue
-            if event_id <= self.cursor and event != "reset":
-                continue
-            self.cursor = event_id
-            if event is None:
-                continue  # a position only
-            slot = self.end % self.capacity
-            evicted = self.ring[slot]
-            if evicted is not None:
-                self.floor = evicted.event_id
-            self.ring[slot] = encode(event_id, event, data)
-            self.end += 1
-        if rows:
+            elif event is None:
+                self.cursor = event_id  # a position only
+            else:
+                self._push(encode(event_id, event, data))
+                appended = True
+        if appended:
             self.last_frame_at = asyncio.get_running_loop().time()
             self._wake_all()
+
+    def _restart_at(self, event_id: int) -> None:
+        self.cursor = self.floor = event_id
+        self.ring = [None] * self.capacity
+        self.end = 0
+
+    def _push(self, frame: Frame) -> None:
+        slot = self.end % self.capacity
+        evicted = self.ring[slot]
+        if evicted is not None:
+            self.floor = evicted.event_id
+        self.ring[slot] = frame
+        self.end += 1
+        self.cursor = frame.event_id
 
     def _wake_all(self) -> None:
         oldest = self.end - self.capacity
@@ -205,10 +240,15 @@ class Hub:
                 return frame
         return None
 
-    async def heartbeat(self, quiet_for: float) -> None:
+    async def heartbeat(self, quiet_for: float, stuck_after: float) -> None:
         """Ping every client, unless an event went out within ``quiet_for`` seconds (then
         every client has been written to since). In slices, so events are not held up."""
-        if asyncio.get_running_loop().time() - self.last_frame_at < quiet_for:
+        now = asyncio.get_running_loop().time()
+        for sub in [
+            s for s in self.subscribers if s.sending and now - s.sending_since > stuck_after
+        ]:
+            self._drop_stuck(sub)  # one write has taken longer than stuck_after: gone
+        if now - self.last_frame_at < quiet_for:
             return
         subscribers = list(self.subscribers)
         for start in range(0, len(subscribers), HEARTBEAT_SLICE):
@@ -242,20 +282,20 @@ class Hub:
     async def frames(
         self, sub: Subscriber, replay: bool, context: Any, retry_ms: int
     ) -> AsyncIterator[Frame]:
-        """The frames one client is sent: retry hint, replay if needed, then live.
+        """The frames one client is sent: retry hint and position, replay if needed, live.
 
+        The first frame carries ``id:`` (no data): a client that connected without an
+        id still resumes from here if the connection drops before its first event.
         ``sub.sending`` is true exactly while a frame is being written (the generator is
         suspended at a yield): a client stuck there can only be cancelled.
         """
         try:
-            sub.sending = True
-            yield Frame(0, f"retry: {retry_ms}\n\n".encode())
+            yield self._sending(sub, hello(retry_ms, sub.last_id))
             sub.sending = False
             if replay:
                 try:
                     async for frame in self._replay(sub, context):
-                        sub.sending = True
-                        yield frame
+                        yield self._sending(sub, frame)
                         sub.sending = False
                 except Exception as exc:  # e.g. the database is away: end; the client retries
                     log.warning("stream %s: replay failed (%s)", self.route.template, exc)
@@ -265,14 +305,19 @@ class Hub:
                 if frame is None:
                     await sub.wait()
                     continue
-                sub.sending = True
-                yield frame
+                yield self._sending(sub, frame)
                 sub.sending = False
         except SlowClient:
             self.metrics.sse_slow_disconnects.inc()
             log.warning("stream %s: closing a client that fell behind", self.route.template)
         finally:
             self.unsubscribe(sub)
+
+    @staticmethod
+    def _sending(sub: Subscriber, frame: Frame) -> Frame:
+        sub.sending = True
+        sub.sending_since = asyncio.get_running_loop().time()
+        return frame
 
     def _next(self, sub: Subscriber) -> Frame | None:
         frame = self.take(sub)
@@ -286,9 +331,11 @@ class Hub:
 
     async def _replay(self, sub: Subscriber, context: Any) -> AsyncIterator[Frame]:
         """Every event after the client's id, from the log, as the client's role."""
-        while True:
+        while not sub.closed:
             rows = await self.fetch(self.route, sub.last_id, self.batch, context)
             for event_id, event, data in rows:
+                if sub.closed:
+                    return
                 # Only a reset may move the position back (the log does not know the id).
                 if event_id <= sub.last_id and event != "reset":
                     continue
@@ -348,6 +395,10 @@ class Streams:
             await asyncio.wait_for(hub.ready.wait(), timeout)
         return hub if hub.ready.is_set() else None
 
+    def ready(self) -> bool:
+        """Every hub knows where live starts."""
+        return all(hub.ready.is_set() for hub in self.hubs.values())
+
     def notified(self, channel: str) -> None:
         for hub in self.hubs.values():
             if hub.route.channel == channel:
@@ -380,7 +431,7 @@ class Streams:
             if since_heartbeat >= half:
                 since_heartbeat = 0.0
                 for hub in list(self.hubs.values()):
-                    await hub.heartbeat(quiet_for=half)
+                    await hub.heartbeat(quiet_for=half, stuck_after=2 * heartbeat)
                 self.poke_all()
             elif polling():
                 self.poke_all()

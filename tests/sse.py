@@ -29,6 +29,7 @@ class FrameParser:
         self.buffer = b""
         self.retry: int | None = None
         self.comments = 0
+        self.last_id: int | None = None  # as EventSource keeps it: from any id field
 
     def feed(self, chunk: bytes) -> list[Event]:
         self.buffer += chunk
@@ -50,9 +51,11 @@ class FrameParser:
             fields.setdefault(name, []).append(value)
         if "retry" in fields:
             self.retry = int(fields["retry"][0])
-        if "id" not in fields:
-            return None
-        data = json.loads("\n".join(fields.get("data", ["null"])))
+        if "id" in fields:
+            self.last_id = int(fields["id"][0])
+        if "data" not in fields:
+            return None  # a hint or a position only
+        data = json.loads("\n".join(fields["data"]))
         return Event(int(fields["id"][0]), fields["event"][0], data)
 
 
@@ -98,6 +101,6 @@ class SseClient:
 
     async def _read(self) -> None:
         assert self._chunks is not None
-        for event in self.parser.feed(await anext(self._chunks)):
-            self.events.append(event)
-            self.last_id = event.id
+        self.events += self.parser.feed(await anext(self._chunks))
+        if self.parser.last_id is not None:
+            self.last_id = self.parser.last_id

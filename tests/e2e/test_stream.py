@@ -230,6 +230,19 @@ async def test_a_stalled_client_is_dropped_and_does_not_hold_up_others(serve, fa
     assert b"without completing response" not in server.log_path.read_bytes()
 
 
+async def test_a_client_stuck_in_a_write_on_a_quiet_stream_is_dropped(serve, fault_database):
+    server = serve(SSE_HEARTBEAT="0.5")
+    stalled = stalled_stream(server.port)
+    try:
+        await eventually(lambda: metric(server, "emberlog_sse_clients") == 1)
+        # Far fewer events than the ring holds, but more bytes than the socket takes.
+        await asyncio.to_thread(create_in_sql, fault_database, 60, transcript="z" * 200_000)
+        await eventually(lambda: metric(server, "emberlog_sse_slow_disconnects_total") == 1)
+        await eventually(lambda: metric(server, "emberlog_sse_clients") == 0)
+    finally:
+        stalled.close()
+
+
 async def test_connect_disconnect_cycles_free_their_memory(serve):
     server = serve()
     stream = SseClient(server.base)

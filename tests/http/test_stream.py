@@ -8,6 +8,8 @@ import json
 
 import pytest
 
+from app.streams import encode
+from tests import pg
 from tests.conftest import app_client
 from tests.incidents import payload
 from tests.sse import FrameParser, read_events
@@ -25,7 +27,18 @@ def event_ids(db) -> list[int]:
     return [r[0] for r in db.execute("select id from data.events order by id").fetchall()]
 
 
-async def test_the_stream_answers_event_stream_with_its_headers(client):
+async def hub_caught_up(client, db):
+    """The process's hub has fetched every event in the log; returns the hub."""
+    hub = next(iter(client.app_state.streams.hubs.values()))
+    async with asyncio.timeout(5):
+        while hub.cursor < event_ids(db)[-1]:
+            await asyncio.sleep(0.01)
+    return hub
+
+
+async def test_the_stream_answers_event_stream_with_its_headers(client, db):
+    await post(client)
+    await hub_caught_up(client, db)
     headers = {"Origin": "https://web.example"}
     for path in (STREAM, STREAM + "/"):
         async with client.simulate_get_stream(path, headers=headers) as sr:
@@ -39,6 +52,7 @@ async def test_the_stream_answers_event_stream_with_its_headers(client):
             assert sr.headers["x-accel-buffering"] == "no"
             assert sr.headers["access-control-allow-origin"] == "*"
             assert parser.retry == 2000
+            assert parser.last_id == event_ids(db)[-1]  # where this client is: resumable
 
 
 async def test_a_new_incident_arrives_as_the_item_json(client):
@@ -108,10 +122,7 @@ async def test_an_id_older_than_retention_gets_a_reset_then_live_events(db, sett
 async def test_events_still_in_memory_need_no_reset(client, db):
     """The ring still holds events the log has pruned: they are sent, not a reset."""
     created = [await post(client) for _ in range(2)]
-    hub = next(iter(client.app_state.streams.hubs.values()))
-    async with asyncio.timeout(5):
-        while hub.cursor < event_ids(db)[-1]:
-            await asyncio.sleep(0.01)
+    await hub_caught_up(client, db)
     db.execute("select internal.prune_events(interval '0')")
     async with client.simulate_get_stream(STREAM, params={"last_event_id": "0"}) as sr:
         events = await read_events(sr.stream, FrameParser(), 2)
@@ -198,3 +209,42 @@ async def test_an_idle_stream_gets_heartbeat_comments(db, settings):
                 parser.feed(await sr.stream.read())
                 await asyncio.sleep(0.01)
     assert parser.comments >= 2
+
+
+def test_a_line_separator_in_a_transcript_stays_inside_one_data_line():
+    frame = encode(7, "incident", '{"transcript": "a\u2028b\u0085c"}').data.decode()
+    assert frame.count("data: ") == 1
+    assert FrameParser().feed(frame.encode())[0].data == {"transcript": "a\u2028b\u0085c"}
+
+
+async def test_while_shutting_down_a_stream_only_says_when_to_come_back(client):
+    client.app_state.streams.shutdown()
+    async with client.simulate_get_stream(STREAM) as sr:
+        await asyncio.sleep(0.05)
+        body = await sr.stream.read()
+    assert sr.status_code == 200  # an EventSource gives up for good on any other status
+    assert body == b"retry: 2000\n\n"
+    ready = await client.simulate_get("/readyz")
+    assert ready.status_code == 503 and "shutting down" in ready.json["error"]["message"]
+
+
+async def test_a_log_that_restarts_below_the_process_position_resets_its_clients(client, db):
+    """E.g. a database restored from a backup under a running server."""
+    for _ in range(3):
+        await post(client)
+    old = (await hub_caught_up(client, db)).cursor
+    async with client.simulate_get_stream(STREAM) as sr:
+        await sr.stream.read()
+        pg.empty_tables(db)  # the log starts again from id 1
+        await post(client)
+        async with asyncio.timeout(5):
+            while not sr._task.done():  # the process starts over and closes its clients
+                await asyncio.sleep(0.01)
+    params = {"last_event_id": str(old)}
+    async with client.simulate_get_stream(STREAM, params=params) as sr:
+        parser = FrameParser()
+        (reset,) = await read_events(sr.stream, parser, 1)
+        live = await post(client)
+        (event,) = await read_events(sr.stream, parser, 1)
+    assert reset.event == "reset" and reset.data["reason"] == "last_event_id is unknown"
+    assert event.data["id"] == live
