@@ -208,6 +208,7 @@ def own_server(directory: Path) -> Iterator[tuple[str, int]]:
         [sys.executable, "-m", "app.cli", "serve"], cwd=ROOT, env=env, stdout=log, stderr=log
     )
     base = f"http://127.0.0.1:{port}"
+    pin(server.pid)
     try:
         for _ in range(200):
             with contextlib.suppress(httpx.HTTPError):
@@ -219,6 +220,16 @@ def own_server(directory: Path) -> Iterator[tuple[str, int]]:
         server.terminate()
         server.wait(30)
         pg.stop()
+
+
+def pin(server_pid: int) -> None:
+    """With two or more cores: the server on the first, this load generator on the
+    others, so they do not take turns on one core (PostgreSQL may run anywhere)."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        return
+    os.sched_setaffinity(server_pid, {cores[0]})
+    os.sched_setaffinity(0, set(cores[1:]))
 
 
 def raise_file_limit() -> None:
