@@ -72,6 +72,12 @@ class Lifespan:
         state.tasks.append(asyncio.create_task(heartbeat, name="stream heartbeat"))
         self._chain_stop_signals()
 
+    async def _record_key_use(self) -> None:
+        state = self.state
+        while True:
+            await asyncio.sleep(state.settings.api_key_touch_seconds)
+            await state.auth.record_use(state.require_pool())
+
     def _chain_stop_signals(self) -> None:
         """Under uvicorn, SIGTERM/SIGINT also end the open streams at once: uvicorn waits
         for responses to finish before it shuts down, and a stream never would."""
@@ -102,6 +108,7 @@ class Lifespan:
         if self.state.streams is not None:
             await self.state.streams.stop()
         if self.state.pool is not None:
+            await self.state.auth.record_use(self.state.pool)
             await self.state.pool.close()
 
 

@@ -1,4 +1,4 @@
-"""``emberlog-api``: serve, migrate, routes, prune-events, psql."""
+"""``emberlog-api``: serve, migrate, routes, keys, prune-events, psql."""
 
 from __future__ import annotations
 
@@ -79,6 +79,36 @@ def cmd_prune_events(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
+    """keys create | revoke | list: API keys, issued and revoked in SQL."""
+    with database(settings) as url, psycopg.connect(url, autocommit=True) as conn:
+        if args.action == "create":
+            if not args.name or not args.role:
+                raise SettingsError("keys create needs --name and --role")
+            (key,) = conn.execute(
+                "select auth.create_api_key(%s, %s, %s::timestamptz)",
+                (args.name, args.role, args.expires_at),
+            ).fetchone()  # type: ignore[misc]
+            print(key)
+            print(f"(shown once: store it now; it runs requests as {args.role})", file=sys.stderr)
+        elif args.action == "revoke":
+            if not args.name:
+                raise SettingsError("keys revoke needs --name")
+            (revoked,) = conn.execute(
+                "select coalesce(auth.revoke_api_key(%s), false)", (args.name,)
+            ).fetchone()  # type: ignore[misc]
+            print(f"revoked: {args.name}" if revoked else f"no active key named {args.name}")
+            return 0 if revoked else 1
+        else:
+            rows = conn.execute(
+                "select name, role, key_prefix, created_at, expires_at, revoked_at, last_used_at"
+                " from auth.api_keys order by name"
+            ).fetchall()
+            for row in rows:
+                print("\t".join("-" if v is None else str(v) for v in row))
+    return 0
+
+
 def cmd_psql(settings: Settings, args: argparse.Namespace) -> int:
     with database(settings) as url:
         psql = EmbeddedPostgres.bin_path("psql")
@@ -105,6 +135,12 @@ def parser() -> argparse.ArgumentParser:
         help="e.g. '3 days' (default: the emberlog.event_retention setting, else 7 days)",
     )
     prune.set_defaults(func=cmd_prune_events)
+    keys = sub.add_parser("keys", help="create, revoke or list API keys")
+    keys.add_argument("action", choices=("create", "revoke", "list"))
+    keys.add_argument("--name", help="the key's name (e.g. calypso)")
+    keys.add_argument("--role", help="role its requests run as (e.g. emberlog_ingest)")
+    keys.add_argument("--expires-at", help="ISO timestamp after which the key is refused")
+    keys.set_defaults(func=cmd_keys)
     psql = sub.add_parser("psql", help="open psql on the database in use")
     psql.add_argument("psql_args", nargs=argparse.REMAINDER)
     psql.set_defaults(func=cmd_psql)

@@ -160,9 +160,12 @@ async def handle(
     elif isinstance(exc, PoolTimeout):
         error = server_error(504, exc)
     elif isinstance(exc, psycopg.Error):
-        error = from_database(exc)
+        error = from_database(exc, authenticated=getattr(req.context, "authenticated", False))
     else:
         error = server_error(500, exc)
+    if error.status == 401:
+        # Anonymous and not allowed: say how to authenticate (RFC 9110).
+        error.headers.setdefault("WWW-Authenticate", 'ApiKey realm="emberlog"')
     write(resp, error)
 
 

@@ -10,6 +10,7 @@ import falcon
 from falcon.asgi import Request, Response
 
 from . import calls, sse
+from .auth import Identity
 from .binding import bind
 from .calls import Context, Result
 from .errors import ApiError
@@ -22,11 +23,11 @@ log = logging.getLogger(__name__)
 SECRET_HEADERS = frozenset({"authorization", "cookie", "x-api-key", "proxy-authorization"})
 
 
-def request_context(req: Request, role: str, audio_base_url: str | None = None) -> Context:
+def request_context(req: Request, identity: Identity, audio_base_url: str | None = None) -> Context:
     headers = {k.lower(): v for k, v in req.headers.items() if k.lower() not in SECRET_HEADERS}
     return Context(
-        role=role,
-        claims={"role": role},
+        role=identity.role,
+        claims=identity.claims,
         headers=headers,
         method=req.method,
         path=req.path,
@@ -99,7 +100,9 @@ class Gateway:
             raise ApiError(404, f"no route for {req.path}")
         req.context.route = match.route.template
         settings = self.state.settings
-        context = request_context(req, settings.anon_role, settings.audio_base_url)
+        identity = await self.state.auth.identify(req, self.state.require_pool())
+        req.context.authenticated = identity.key_id is not None  # 42501: 403, not 401
+        context = request_context(req, identity, settings.audio_base_url)
         if match.route.is_stream:
             return await sse.serve(self.state, req, resp, match.route, context)
         call = await bind(req, match, settings.max_body_bytes)

@@ -40,6 +40,8 @@ class Settings:
     sse_heartbeat: float = 15.0
     sse_retry_ms: int = 2000
     sse_client_buffer: int = 1000
+    api_key_cache_seconds: float = 10.0
+    api_key_touch_seconds: float = 30.0
 
     @property
     def embedded(self) -> bool:
@@ -115,4 +117,6 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         sse_heartbeat=_float(env, "SSE_HEARTBEAT", 15.0),
         sse_retry_ms=_int(env, "SSE_RETRY_MS", 2000),
         sse_client_buffer=_int(env, "SSE_CLIENT_BUFFER", 1000, minimum=1),
+        api_key_cache_seconds=_float(env, "API_KEY_CACHE_SECONDS", 10.0),
+        api_key_touch_seconds=_float(env, "API_KEY_TOUCH_SECONDS", 30.0),
     )

@@ -10,6 +10,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from . import calls, routes
+from .auth import Authenticator
 from .calls import Context
 from .listener import Listener
 from .metrics import Metrics
@@ -33,6 +34,10 @@ class AppState:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     listener: Listener | None = None
     streams: Streams | None = None
+    auth: Authenticator = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.auth = Authenticator(self.settings)
 
     def require_pool(self) -> AsyncConnectionPool:
         assert self.pool is not None, "the pool opens at start-up"

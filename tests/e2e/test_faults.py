@@ -145,3 +145,35 @@ def test_cli_prunes_the_event_log(fault_database):
     assert int(deleted.stdout.split(": ")[1]) >= 1
     bad = prune("--older-than", "fortnight")
     assert bad.returncode == 1 and "interval" in bad.stderr
+
+
+def test_cli_creates_lists_and_revokes_api_keys(serve, fault_database):
+    import os
+    import subprocess
+    import sys
+
+    from tests.e2e.conftest import ROOT
+
+    env = {**os.environ, "DATABASE_URL": fault_database, "API_KEY_CACHE_SECONDS": "0"}
+
+    def keys(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "app.cli", "keys", *args]
+        return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+
+    name = f"calypso-{os.getpid()}"
+    created = keys("create", "--name", name, "--role", "emberlog_ingest")
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    assert key.startswith("emb_") and "shown once" in created.stderr
+    listed = keys("list")
+    assert name in listed.stdout and key not in listed.stdout
+    app = serve(API_KEY_CACHE_SECONDS="0")
+    post = app.http.post("/api/v1/incidents", json=payload(), headers={"X-API-Key": key})
+    assert post.status_code == 201
+    assert keys("revoke", "--name", name).returncode == 0
+    assert keys("revoke", "--name", name).returncode == 1
+    refused = app.http.post("/api/v1/incidents", json=payload(), headers={"X-API-Key": key})
+    assert refused.status_code == 401
+    assert key not in app.log_path.read_text()
+    bad = keys("create", "--name", "x", "--role", "postgres")
+    assert bad.returncode == 1 and "superuser" in bad.stderr

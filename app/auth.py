@@ -1,0 +1,109 @@
+"""Who is asking. Python proves an identity and picks the role; PostgreSQL's grants
+decide what that role may do.
+
+Today: an ``X-API-Key`` header names a key issued in SQL (auth.create_api_key), and
+the request runs as the key's role; no key (or an empty one) is the anonymous role.
+Keys are looked up by their SHA-256 digest and cached for API_KEY_CACHE_SECONDS, so a
+revoked key is refused within that time; use is recorded in batches, off the
+request path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from falcon.asgi import Request
+from psycopg_pool import AsyncConnectionPool
+
+from .errors import ApiError
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+KEY_LOOKUP = "select key_id, key_name, role, expires_at from auth.key_role(%s)"
+TOUCH_KEYS = "select auth.touch_api_keys(%s, %s)"
+CACHE_LIMIT = 10_000  # entries (valid and invalid keys) before the cache starts over
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The role a request runs as, and the claims SQL sees as request.jwt.claims."""
+
+    role: str
+    claims: dict[str, Any]
+    key_id: int | None = None
+
+
+@dataclass(frozen=True)
+class _Key:
+    identity: Identity | None  # None: unknown, revoked or expired
+    expires_at: datetime | None
+    checked_at: float
+
+
+@dataclass
+class Authenticator:
+    """Turns a request's credentials into an Identity (or a 401)."""
+
+    settings: Settings
+    _keys: dict[bytes, _Key] = field(default_factory=dict)
+    _used: dict[int, datetime] = field(default_factory=dict)
+
+    @property
+    def anonymous(self) -> Identity:
+        role = self.settings.anon_role
+        return Identity(role, {"role": role})
+
+    async def identify(self, req: Request, pool: AsyncConnectionPool) -> Identity:
+        key = (req.get_header("X-API-Key") or "").strip()
+        if not key:
+            return self.anonymous
+        identity = await self._key_identity(hashlib.sha256(key.encode()).digest(), pool)
+        if identity is None:
+            raise ApiError(
+                401,
+                "the API key is not valid (unknown, revoked or expired)",
+                "invalid_api_key",
+                headers={"WWW-Authenticate": 'ApiKey realm="emberlog"'},
+            )
+        assert identity.key_id is not None
+        self._used[identity.key_id] = datetime.now(UTC)
+        return identity
+
+    async def _key_identity(self, digest: bytes, pool: AsyncConnectionPool) -> Identity | None:
+        now = time.monotonic()
+        cached = self._keys.get(digest)
+        if cached is None or now - cached.checked_at > self.settings.api_key_cache_seconds:
+            cached = await self._lookup(digest, pool, now)
+        if cached.expires_at is not None and cached.expires_at <= datetime.now(UTC):
+            return None
+        return cached.identity
+
+    async def _lookup(self, digest: bytes, pool: AsyncConnectionPool, now: float) -> _Key:
+        async with pool.connection() as conn:
+            row = await (await conn.execute(KEY_LOOKUP, (digest,))).fetchone()
+        if row is None:
+            entry = _Key(None, None, now)
+        else:
+            key_id, name, role, expires_at = row
+            entry = _Key(Identity(role, {"role": role, "api_key": name}, key_id), expires_at, now)
+        if len(self._keys) >= CACHE_LIMIT:
+            self._keys.clear()
+        self._keys[digest] = entry
+        return entry
+
+    async def record_use(self, pool: AsyncConnectionPool) -> None:
+        """Write last-used times gathered since the previous call (one statement)."""
+        if not self._used:
+            return
+        used, self._used = self._used, {}
+        try:
+            async with pool.connection() as conn:
+                await conn.execute(TOUCH_KEYS, (list(used), list(used.values())))
+        except Exception as exc:  # best effort: the next round carries newer times
+            log.warning("could not record API key use (%s)", exc)

@@ -1,0 +1,2 @@
+drop table auth.api_keys;
+drop schema auth;
