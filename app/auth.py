@@ -1,8 +1,12 @@
 """Who is asking. Python proves an identity and picks the role; PostgreSQL's grants
 decide what that role may do.
 
-Today: an ``X-API-Key`` header names a key issued in SQL (auth.create_api_key), and
-the request runs as the key's role; no key (or an empty one) is the anonymous role.
+In order: ``Authorization: Bearer <JWT>``; ``X-API-Key`` (a key issued in SQL with
+auth.create_api_key: the request runs as the key's role); for GET and HEAD only, the
+JWT in the JWT_COOKIE cookie (EventSource cannot send headers; a cookie never
+authenticates a write, so a cross-site form cannot use it). Nothing (or an empty
+key) is the anonymous role.
+
 Keys are looked up by their SHA-256 digest and cached for API_KEY_CACHE_SECONDS, so a
 revoked key is refused within that time; use is recorded in batches, off the
 request path.
@@ -22,6 +26,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from .errors import ApiError
 from .settings import Settings
+from .tokens import InvalidToken, TokenVerifier, role_claim
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +42,7 @@ class Identity:
     role: str
     claims: dict[str, Any]
     key_id: int | None = None
+    authenticated: bool = False  # credentials were given (a denial is then 403, not 401)
 
 
 @dataclass(frozen=True)
@@ -51,8 +57,13 @@ class Authenticator:
     """Turns a request's credentials into an Identity (or a 401)."""
 
     settings: Settings
+    roles: frozenset[str] = frozenset()  # roles the authenticator may switch to
+    tokens: TokenVerifier = field(init=False)
     _keys: dict[bytes, _Key] = field(default_factory=dict)
     _used: dict[int, datetime] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.tokens = TokenVerifier.from_settings(self.settings)
 
     @property
     def anonymous(self) -> Identity:
@@ -60,6 +71,9 @@ class Authenticator:
         return Identity(role, {"role": role})
 
     async def identify(self, req: Request, pool: AsyncConnectionPool) -> Identity:
+        token = self._token(req)
+        if token is not None:
+            return self._token_identity(token)
         key = (req.get_header("X-API-Key") or "").strip()
         if not key:
             return self.anonymous
@@ -74,6 +88,31 @@ class Authenticator:
         assert identity.key_id is not None
         self._used[identity.key_id] = datetime.now(UTC)
         return identity
+
+    def _token(self, req: Request) -> str | None:
+        authorization = req.get_header("Authorization")
+        if authorization:
+            scheme, _, token = authorization.strip().partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise _invalid_token("only Bearer tokens are accepted in Authorization")
+            return token.strip()
+        if req.method in ("GET", "HEAD"):
+            cookies = req.get_cookie_values(self.settings.jwt_cookie)
+            if cookies:
+                return cookies[0]
+        return None
+
+    def _token_identity(self, token: str) -> Identity:
+        try:
+            claims = self.tokens.decode(token)
+        except InvalidToken as exc:
+            raise _invalid_token(str(exc)) from None
+        role = role_claim(claims, self.settings.jwt_role_claim)
+        if role is None:
+            role = self.settings.anon_role
+        if not isinstance(role, str) or role not in self.roles | {self.settings.anon_role}:
+            raise _invalid_token("the token's role is not one this API may act as")
+        return Identity(role, {**claims, "role": role}, authenticated=True)
 
     async def _key_identity(self, digest: bytes, pool: AsyncConnectionPool) -> Identity | None:
         now = time.monotonic()
@@ -91,7 +130,8 @@ class Authenticator:
             entry = _Key(None, None, now)
         else:
             key_id, name, role, expires_at = row
-            entry = _Key(Identity(role, {"role": role, "api_key": name}, key_id), expires_at, now)
+            identity = Identity(role, {"role": role, "api_key": name}, key_id, authenticated=True)
+            entry = _Key(identity, expires_at, now)
         if len(self._keys) >= CACHE_LIMIT:
             self._keys.clear()
         self._keys[digest] = entry
@@ -107,3 +147,12 @@ class Authenticator:
                 await conn.execute(TOUCH_KEYS, (list(used), list(used.values())))
         except Exception as exc:  # best effort: the next round carries newer times
             log.warning("could not record API key use (%s)", exc)
+
+
+def _invalid_token(reason: str) -> ApiError:
+    return ApiError(
+        401,
+        reason,
+        "invalid_token",
+        headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{reason}"'},
+    )

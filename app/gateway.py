@@ -101,7 +101,7 @@ class Gateway:
         req.context.route = match.route.template
         settings = self.state.settings
         identity = await self.state.auth.identify(req, self.state.require_pool())
-        req.context.authenticated = identity.key_id is not None  # 42501: 403, not 401
+        req.context.authenticated = identity.authenticated  # a denial is then 403, not 401
         context = request_context(req, identity, settings.audio_base_url)
         if match.route.is_stream:
             return await sse.serve(self.state, req, resp, match.route, context)

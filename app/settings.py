@@ -42,6 +42,13 @@ class Settings:
     sse_client_buffer: int = 1000
     api_key_cache_seconds: float = 10.0
     api_key_touch_seconds: float = 30.0
+    jwt_secret: str | None = None
+    jwt_public_key_file: Path | None = None
+    jwt_jwks_file: Path | None = None
+    jwt_audience: str | None = None
+    jwt_role_claim: str = "role"
+    jwt_leeway: float = 30.0
+    jwt_cookie: str = "emberlog_token"
 
     @property
     def embedded(self) -> bool:
@@ -75,6 +82,24 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
 
 
 STREAM_MODES = ("auto", "listen", "poll")
+MIN_SECRET_LENGTH = 32  # HS256 with a short secret can be brute-forced offline
+
+
+def _secret(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name) or None
+    if value is not None and len(value) < MIN_SECRET_LENGTH:
+        raise SettingsError(f"{name} must be at least {MIN_SECRET_LENGTH} characters")
+    return value
+
+
+def _path(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(name) or None
+    if raw is None:
+        return None
+    path = Path(raw)
+    if not path.is_file():
+        raise SettingsError(f"{name}: no such file {raw!r}")
+    return path
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -119,4 +144,11 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         sse_client_buffer=_int(env, "SSE_CLIENT_BUFFER", 1000, minimum=1),
         api_key_cache_seconds=_float(env, "API_KEY_CACHE_SECONDS", 10.0),
         api_key_touch_seconds=_float(env, "API_KEY_TOUCH_SECONDS", 30.0),
+        jwt_secret=_secret(env, "JWT_SECRET"),
+        jwt_public_key_file=_path(env, "JWT_PUBLIC_KEY_FILE"),
+        jwt_jwks_file=_path(env, "JWT_JWKS_FILE"),
+        jwt_audience=env.get("JWT_AUDIENCE") or None,
+        jwt_role_claim=env.get("JWT_ROLE_CLAIM") or "role",
+        jwt_leeway=_float(env, "JWT_LEEWAY", 30.0),
+        jwt_cookie=env.get("JWT_COOKIE") or "emberlog_token",
     )

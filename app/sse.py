@@ -48,6 +48,12 @@ async def serve(
     resp.content_type = "text/event-stream"
     if req.method == "HEAD":
         return
+    if not await state.may_read_stream(route, context.role):
+        raise ApiError(
+            403 if getattr(req.context, "authenticated", False) else 401,
+            f"role {context.role} may not read this stream",
+            "forbidden",
+        )
     streams = state.require_streams()
     retry_ms = state.settings.sse_retry_ms
     hub = None if streams.closing else await streams.ready_hub(route, state.settings.pool_timeout)

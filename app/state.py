@@ -20,6 +20,17 @@ from .streams import Row, Streams
 
 log = logging.getLogger(__name__)
 
+STREAM_GRANT = (
+    "select coalesce(bool_or(pg_catalog.has_function_privilege(%(role)s, p.oid, 'execute')),"
+    " false) from pg_catalog.pg_proc as p"
+    " where p.pronamespace = %(schema)s::regnamespace and p.proname = %(fn)s"
+)
+# Roles a token may name: those the authenticator is a member of (it may SET ROLE).
+SWITCHABLE_ROLES = (
+    "select r.rolname::text from pg_catalog.pg_roles as r"
+    " where r.rolname <> %(a)s and pg_catalog.pg_has_role(%(a)s, r.oid, 'member')"
+)
+
 
 @dataclass
 class AppState:
@@ -35,6 +46,7 @@ class AppState:
     listener: Listener | None = None
     streams: Streams | None = None
     auth: Authenticator = field(init=False)
+    _stream_grants: dict[tuple[str, str], bool] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.auth = Authenticator(self.settings)
@@ -53,7 +65,10 @@ class AppState:
         pool = self.require_pool()
         async with pool.connection() as conn:
             table = await routes.load(conn, self.settings.api_schema)
+            cur = await conn.execute(SWITCHABLE_ROLES, {"a": self.settings.authenticator_role})
+            self.auth.roles = frozenset(r for (r,) in await cur.fetchall())
         self.routes = table
+        self._stream_grants = {}
         self.reloads += 1
         if self.streams is not None:
             channels = self.streams.sync([r for r in table.routes if r.is_stream])
@@ -72,6 +87,20 @@ class AppState:
             streams.notified(channel)  # payload is only an id: fetch everything new
 
         return notified
+
+    async def may_read_stream(self, route: Route, role: str) -> bool:
+        """Whether role may execute the stream's function (the same grants as the JSON
+        routes). Live events are read once per process, so this is asked at connect;
+        the answer is kept until the next reload."""
+        known = self._stream_grants.get((route.template, role))
+        if known is None:
+            async with self.require_pool().connection() as conn:
+                cur = await conn.execute(
+                    STREAM_GRANT, {"role": role, "schema": route.schema, "fn": route.function}
+                )
+                (known,) = await cur.fetchone()  # type: ignore[misc]
+            self._stream_grants[(route.template, role)] = bool(known)
+        return bool(known)
 
     def stream_context(self, route: Route) -> Context:
         """How the process-wide hub reads a stream: as the anonymous role."""
