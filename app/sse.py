@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 from falcon.asgi import Request, Response
 
 from .calls import Context
-from .errors import ApiError
+from .errors import ApiError, status_for_sqlstate
 from .routes import Route
 from .state import AppState
-from .streams import Frame, Hub, Subscriber
+from .streams import Frame, Hub, Subscriber, hello
 
 EVENT_ID = re.compile(r"^[0-9]{1,18}$")
 
@@ -49,8 +49,9 @@ async def serve(
     if req.method == "HEAD":
         return
     if not await state.may_read_stream(route, context.role):
+        authenticated = getattr(req.context, "authenticated", False)
         raise ApiError(
-            403 if getattr(req.context, "authenticated", False) else 401,
+            status_for_sqlstate("42501", authenticated),  # as when SQL denies a JSON route
             f"role {context.role} may not read this stream",
             "forbidden",
         )
@@ -70,7 +71,7 @@ async def serve(
 
 async def come_back_later(retry_ms: int) -> AsyncIterator[Frame]:
     """Only the retry hint, then the end: the client reconnects after retry_ms."""
-    yield Frame(0, f"retry: {retry_ms}\n\n".encode())
+    yield hello(retry_ms)
 
 
 WATCH_KEY = "emberlog.watch"

@@ -104,10 +104,10 @@ class AppState:
 
     def stream_context(self, route: Route) -> Context:
         """How the process-wide hub reads a stream: as the anonymous role."""
-        role = self.settings.anon_role
+        anonymous = self.auth.anonymous
         return Context(
-            role=role,
-            claims={"role": role},
+            role=anonymous.role,
+            claims=anonymous.claims,
             headers={},
             method="GET",
             path=route.template,

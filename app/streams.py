@@ -55,9 +55,10 @@ LINE_BREAK = re.compile(r"\r\n|\r|\n")  # SSE's line ends only (not U+2028 and t
 PING = Frame(0, b": ping\n\n")
 
 
-def hello(retry_ms: int, last_id: int) -> Frame:
-    """The first frame: the reconnect delay, and the position the client is at."""
-    return Frame(last_id, f"retry: {retry_ms}\nid: {last_id}\n\n".encode())
+def hello(retry_ms: int, last_id: int | None = None) -> Frame:
+    """The first frame: the reconnect delay, and the position the client is at (if any)."""
+    position = "" if last_id is None else f"id: {last_id}\n"
+    return Frame(last_id or 0, f"retry: {retry_ms}\n{position}\n".encode())
 
 
 HEARTBEAT_SLICE = 500  # clients pinged per turn of the event loop
