@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -13,7 +16,10 @@ from app.embedded import EmbeddedPostgres
 
 __all__ = [
     "EmbeddedPostgres",
+    "as_role",
+    "connect_as",
     "create_database",
+    "denied",
     "drop_database",
     "empty_tables",
     "start_embedded",
@@ -52,6 +58,29 @@ def create_database(server_url: str) -> str:
     url = with_database(server_url, name)
     deploy.migrate(url, "emberlog_reload")
     return url
+
+
+def as_role(conn: psycopg.Connection, role: str) -> None:
+    """Switch a session to a NOLOGIN role, as psql users and services are."""
+    conn.execute(sql.SQL("set role {}").format(sql.Identifier(role)))
+
+
+@contextlib.contextmanager
+def connect_as(url: str, role: str) -> Iterator[psycopg.Connection]:
+    """A new autocommit session as the owner, switched to role."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        as_role(conn, role)
+        yield conn
+
+
+def denied(conn: psycopg.Connection, statement: str, params: Any = ()) -> bool:
+    """True when the statement fails for lack of privilege (and only then)."""
+    try:
+        with conn.transaction():
+            conn.execute(statement, params)
+    except psycopg.errors.InsufficientPrivilege:
+        return True
+    return False
 
 
 def empty_tables(conn: psycopg.Connection) -> None:

@@ -15,6 +15,7 @@ import time
 import httpx
 import psycopg
 
+from tests import pg
 from tests.e2e.conftest import wait_until
 from tests.incidents import payload
 from tests.sse import SseClient
@@ -22,15 +23,8 @@ from tests.sse import SseClient
 CREATE = "select (api.create_incident(%s::jsonb)->>'id')::bigint"
 
 
-def ingest(url: str) -> psycopg.Connection:
-    """A session as the ingest role, the way Calypso or a psql user writes."""
-    conn = psycopg.connect(url, autocommit=True)
-    conn.execute("set role emberlog_ingest")
-    return conn
-
-
 def create_in_sql(url: str, count: int = 1, **overrides) -> list[int]:
-    with ingest(url) as conn:
+    with pg.connect_as(url, "emberlog_ingest") as conn:
         return [
             conn.execute(CREATE, (json.dumps(payload(**overrides)),)).fetchone()[0]
             for _ in range(count)
@@ -105,7 +99,7 @@ def write_concurrently(url: str, writers: int, transactions: int, stop: threadin
 
     def writer(seed: int) -> None:
         rng = random.Random(seed)
-        with ingest(url) as conn:
+        with pg.connect_as(url, "emberlog_ingest") as conn:
             for _ in range(transactions):
                 with conn.transaction():
                     for _ in range(rng.randint(1, 8)):

@@ -62,16 +62,13 @@ def test_the_authenticator_may_look_up_and_touch_keys_and_nothing_else(database_
     with psycopg.connect(login, autocommit=True) as conn:
         assert conn.execute(LOOKUP, (digest(key),)).fetchall() == [("calypso", "emberlog_ingest")]
         conn.execute("select auth.touch_api_keys(array[1], array[now()])")
-        for statement in (
+        statements = (
             "select * from auth.api_keys",
             "select auth.create_api_key('x', 'emberlog_ingest')",
             "select auth.revoke_api_key('calypso')",
-        ):
-            with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                conn.execute(statement)
+        )
+        assert [s for s in statements if not pg.denied(conn, s)] == []
     assert keys.execute("select last_used_at is not null from auth.api_keys").fetchone()[0]
     for role in ("emberlog_anon", "emberlog_ingest", "emberlog_reader"):
-        keys.execute(f"set role {role}")
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            keys.execute(LOOKUP, (digest(key),))
-        keys.execute("reset role")
+        with pg.connect_as(database_url, role) as conn:
+            assert pg.denied(conn, LOOKUP, (digest(key),))

@@ -16,72 +16,59 @@ INSERT_TABLE = "insert into data.incidents (dispatched_at, source_audio) values 
 INSERT_VIEW = "insert into api.incidents (dispatched_at, source_audio) values (now(), 'x')"
 
 
-def as_role(db, role: str):
-    db.execute(sql.SQL("set role {}").format(sql.Identifier(role)))
-
-
 @pytest.fixture
 def conn(db):
     yield db
     db.execute("reset role")
 
 
-def denied(conn, statement: str, params=()) -> bool:
-    try:
-        with conn.transaction():
-            conn.execute(statement, params)
-    except psycopg.errors.InsufficientPrivilege:
-        return True
-    return False
-
-
 def test_ingest_may_only_call_the_write_function(conn):
-    as_role(conn, "emberlog_ingest")
+    pg.as_role(conn, "emberlog_ingest")
     created = conn.execute(CREATE, (json.dumps(payload()),)).fetchone()[0]
     assert isinstance(created["id"], int)
-    assert denied(conn, INSERT_TABLE)
-    assert denied(conn, INSERT_VIEW)
-    assert denied(conn, "select * from data.incidents")
-    assert denied(conn, "select * from api.incidents")
-    assert denied(conn, "update data.incidents set address = 'x'")
-    assert denied(conn, "select api.list_incidents()")
-    assert denied(conn, "select internal.payload_text('{}', 'x')")
+    assert pg.denied(conn, INSERT_TABLE)
+    assert pg.denied(conn, INSERT_VIEW)
+    assert pg.denied(conn, "select * from data.incidents")
+    assert pg.denied(conn, "select * from api.incidents")
+    assert pg.denied(conn, "update data.incidents set address = 'x'")
+    assert pg.denied(conn, "select api.list_incidents()")
+    assert pg.denied(conn, "select internal.payload_text('{}', 'x')")
 
 
 def test_reader_reads_views_and_cannot_write(conn):
     conn.execute(CREATE, (json.dumps(payload()),))
-    as_role(conn, "emberlog_reader")
+    pg.as_role(conn, "emberlog_reader")
     assert conn.execute("select count(*) from api.incidents").fetchone()[0] == 1
     assert conn.execute("select count(*) from api.recent_incidents").fetchone()[0] == 0
-    assert denied(conn, CREATE, (json.dumps(payload()),))
-    assert denied(conn, INSERT_VIEW)
-    assert denied(conn, "delete from api.incidents")
-    assert denied(conn, "update api.incidents set address = 'x'")
-    assert denied(conn, "select * from data.incidents")
-    assert denied(conn, "truncate data.incidents")
+    assert pg.denied(conn, CREATE, (json.dumps(payload()),))
+    assert pg.denied(conn, INSERT_VIEW)
+    assert pg.denied(conn, "delete from api.incidents")
+    assert pg.denied(conn, "update api.incidents set address = 'x'")
+    assert pg.denied(conn, "select * from data.incidents")
+    assert pg.denied(conn, "truncate data.incidents")
 
 
 def test_anon_reads_and_may_write_only_through_the_function(conn):
-    as_role(conn, "emberlog_anon")
+    pg.as_role(conn, "emberlog_anon")
     conn.execute(CREATE, (json.dumps(payload()),))  # open until API keys land (issue 4)
     assert conn.execute("select (api.list_incidents())->>'total'").fetchone()[0] == "1"
-    assert denied(conn, INSERT_TABLE)
-    assert denied(conn, "delete from api.incidents")
-    assert denied(conn, "select * from data.incidents")
+    assert pg.denied(conn, INSERT_TABLE)
+    assert pg.denied(conn, "delete from api.incidents")
+    assert pg.denied(conn, "select * from data.incidents")
 
 
 def test_authenticator_has_no_privileges_of_its_own(database_url):
     with psycopg.connect(
         pg.with_user(database_url, "emberlog_authenticator"), autocommit=True
     ) as conn:
-        assert denied(conn, "select * from api.incidents")
-        assert denied(conn, CREATE, (json.dumps(payload()),))
+        assert pg.denied(conn, "select * from api.incidents")
+        assert pg.denied(conn, CREATE, (json.dumps(payload()),))
         # ...but may switch to the web roles, and only to them
         for role in ("emberlog_anon", "emberlog_ingest"):
-            conn.execute(sql.SQL("set role {}").format(sql.Identifier(role)))
+            pg.as_role(conn, role)
             conn.execute("reset role")
         for role in ("emberlog_reader", "postgres"):
-            assert denied(conn, sql.SQL("set role {}").format(sql.Identifier(role)))
+            assert pg.denied(conn, sql.SQL("set role {}").format(sql.Identifier(role)))
 
 
 def test_role_attributes(conn):
