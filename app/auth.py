@@ -5,7 +5,9 @@ In order: ``Authorization: Bearer <JWT>``; ``X-API-Key`` (a key issued in SQL wi
 auth.create_api_key: the request runs as the key's role); for GET and HEAD only, the
 JWT in the JWT_COOKIE cookie (EventSource cannot send headers; a cookie never
 authenticates a write, so a cross-site form cannot use it). Nothing (or an empty
-key) is the anonymous role.
+key) is the anonymous role, refused with a 401 when ANONYMOUS_READS is off, except
+that a write from TRUSTED_INGEST_NETWORKS (the internal-only model, off by default)
+runs as the ingest role; reads from there stay anonymous, as everyone's do.
 
 Keys are looked up by their SHA-256 digest and cached for API_KEY_CACHE_SECONDS, so a
 revoked key is refused within that time; use is recorded in batches, off the
@@ -24,6 +26,7 @@ from typing import Any
 from falcon.asgi import Request
 from psycopg_pool import AsyncConnectionPool
 
+from .clients import client_address, within
 from .errors import ApiError
 from .settings import Settings
 from .tokens import InvalidToken, TokenVerifier, role_claim
@@ -32,6 +35,7 @@ log = logging.getLogger(__name__)
 
 KEY_LOOKUP = "select key_id, key_name, role, expires_at from auth.key_role(%s)"
 TOUCH_KEYS = "select auth.touch_api_keys(%s, %s)"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CACHE_LIMIT = 10_000  # entries (valid and invalid keys) before the cache starts over
 
 
@@ -76,7 +80,7 @@ class Authenticator:
             return self._token_identity(token)
         key = (req.get_header("X-API-Key") or "").strip()
         if not key:
-            return self.anonymous
+            return self._without_credentials(req)
         identity = await self._key_identity(hashlib.sha256(key.encode()).digest(), pool)
         if identity is None:
             raise ApiError(
@@ -88,6 +92,23 @@ class Authenticator:
         assert identity.key_id is not None
         self._used[identity.key_id] = datetime.now(UTC)
         return identity
+
+    def _without_credentials(self, req: Request) -> Identity:
+        settings = self.settings
+        if req.method not in SAFE_METHODS and settings.trusted_ingest_networks:
+            forwarded_for = req.get_header("X-Forwarded-For")
+            address = client_address(req.scope, forwarded_for, settings.trusted_proxies)
+            if address is not None and within(address, settings.trusted_ingest_networks):
+                role = settings.ingest_role
+                claims = {"role": role, "client_address": str(address)}
+                return Identity(role, claims, authenticated=True)
+        if not settings.anonymous_reads:
+            raise ApiError(
+                401,
+                "this API needs credentials: X-API-Key or Authorization: Bearer <token>",
+                "credentials_required",
+            )
+        return self.anonymous
 
     def _token(self, req: Request) -> str | None:
         authorization = req.get_header("Authorization")

@@ -64,6 +64,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             reload=args.reload,
             access_log=False,  # our own JSON line per request replaces it
             server_header=False,
+            proxy_headers=False,  # the app decides whom to believe (TRUSTED_PROXIES)
             log_config=None,
             log_level=settings.log_level.lower(),
         )

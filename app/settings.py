@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from .clients import Network, parse_networks
+
 
 class SettingsError(ValueError):
     """A configuration variable holds a value the API cannot use."""
@@ -24,6 +26,10 @@ class Settings:
     api_schema: str = "api"
     authenticator_role: str = "emberlog_authenticator"
     anon_role: str = "emberlog_anon"
+    ingest_role: str = "emberlog_ingest"
+    anonymous_reads: bool = True
+    trusted_ingest_networks: tuple[Network, ...] = ()
+    trusted_proxies: tuple[Network, ...] = ()
     reload_channel: str = "emberlog_reload"
     naive_timezone: str = "UTC"
     cors_origins: tuple[str, ...] = ("*",)
@@ -102,6 +108,24 @@ def _path(env: Mapping[str, str], name: str) -> Path | None:
     return path
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("true", "1", "yes", "on"):
+        return True
+    if raw in ("false", "0", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[Network, ...]:
+    try:
+        return parse_networks(env.get(name) or "")
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be a comma-separated list of CIDRs ({exc})") from exc
+
+
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
     value = (env.get(name) or default).strip().lower()
     if value not in choices:
@@ -126,6 +150,10 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         api_schema=env.get("API_SCHEMA") or "api",
         authenticator_role=env.get("AUTHENTICATOR_ROLE") or "emberlog_authenticator",
         anon_role=env.get("ANON_ROLE") or "emberlog_anon",
+        ingest_role=env.get("INGEST_ROLE") or "emberlog_ingest",
+        anonymous_reads=_bool(env, "ANONYMOUS_READS", True),
+        trusted_ingest_networks=_networks(env, "TRUSTED_INGEST_NETWORKS"),
+        trusted_proxies=_networks(env, "TRUSTED_PROXIES"),
         reload_channel=env.get("RELOAD_CHANNEL") or "emberlog_reload",
         naive_timezone=env.get("NAIVE_TIMEZONE") or "UTC",
         cors_origins=_origins(env.get("CORS_ORIGINS", "*")),

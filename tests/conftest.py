@@ -50,11 +50,15 @@ def settings(database_url) -> Settings:
 
 @contextlib.asynccontextmanager
 async def app_client(settings: Settings) -> AsyncIterator[falcon.testing.ASGIConductor]:
-    """An in-process app for these settings, started, with its routes loaded."""
+    """An in-process app for these settings, started, with its routes loaded; its
+    ``ingest`` headers carry a fresh ingest key, as Calypso sends them."""
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        ingest = {"X-API-Key": pg.issue_key(conn)}
     app = create_app(settings)
     async with falcon.testing.ASGIConductor(app) as conductor:
         await asyncio.wait_for(app.state.routes_loaded.wait(), 10)
         conductor.app_state = app.state
+        conductor.ingest = ingest
         yield conductor
 
 

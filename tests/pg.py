@@ -22,6 +22,7 @@ __all__ = [
     "denied",
     "drop_database",
     "empty_tables",
+    "issue_key",
     "start_embedded",
 ]
 
@@ -81,6 +82,21 @@ def denied(conn: psycopg.Connection, statement: str, params: Any = ()) -> bool:
     except psycopg.errors.InsufficientPrivilege:
         return True
     return False
+
+
+def issue_key(
+    conn: psycopg.Connection,
+    name: str | None = None,
+    role: str = "emberlog_ingest",
+    expires: str | None = None,
+) -> str:
+    """A new API key (as a DBA issues one); a unique name unless one is given."""
+    name = name or f"test-{uuid.uuid4().hex[:10]}"
+    row = conn.execute(
+        "select auth.create_api_key(%s, %s, %s::timestamptz)", (name, role, expires)
+    ).fetchone()
+    assert row is not None
+    return row[0]
 
 
 def empty_tables(conn: psycopg.Connection) -> None:

@@ -25,10 +25,6 @@ to emberlog_anon;
 -- The ingest service: the write function only.
 grant execute on function api.create_incident(jsonb) to emberlog_ingest;
 
--- Until API keys land (issue 4), anonymous HTTP requests may write too: today's
--- ingest service sends an empty X-API-Key. Remove this grant to close writes.
-grant execute on function api.create_incident(jsonb) to emberlog_anon;
-
 -- The authenticator itself: look up a key's role, record use. Nothing else in auth.
 revoke execute on all functions in schema auth from public;
 grant usage on schema auth to emberlog_authenticator;

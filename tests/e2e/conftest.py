@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from tests import pg
@@ -64,6 +65,8 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
         )
         self.http = httpx.Client(base_url=self.base, timeout=10)
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            self.ingest = {"X-API-Key": pg.issue_key(conn)}  # as Calypso sends it
         wait_until(lambda: self.http.get("/readyz").status_code == 200)
 
     def stop(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import psycopg
 
 from tests.e2e.conftest import wait_until
@@ -24,7 +25,7 @@ def test_readiness_follows_the_database_and_liveness_does_not(serve, fault_serve
         down = app.http.get("/api/v1/incidents")
         assert down.status_code in (503, 504)
         assert set(down.json()["error"]) == {"code", "message", "details"}
-        write = app.http.post("/api/v1/incidents", json=payload())
+        write = app.http.post("/api/v1/incidents", json=payload(), headers=app.ingest)
         assert write.status_code in (503, 504)
     finally:
         fault_server.restart_after_stop()
@@ -34,9 +35,12 @@ def test_readiness_follows_the_database_and_liveness_does_not(serve, fault_serve
     # reads retry once past the pool's dead connections: no error once the database is back
     for _ in range(5):
         assert app.http.get("/api/v1/incidents").status_code == 200
-    created = wait_until(
-        lambda: (r := app.http.post("/api/v1/incidents", json=payload())).status_code == 201 and r
-    )
+
+    def create() -> httpx.Response | None:
+        response = app.http.post("/api/v1/incidents", json=payload(), headers=app.ingest)
+        return response if response.status_code == 201 else None
+
+    created = wait_until(create)
     assert app.http.get(f"/api/v1/incidents/{created.json()['id']}").status_code == 200
 
 

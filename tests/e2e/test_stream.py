@@ -63,10 +63,16 @@ async def test_every_writer_reaches_every_process(serve, fault_database):
         streams[0].connect(http),
         streams[1].connect(http),
     ):
-        over_http = (await http.post(f"{first.base}/api/v1/incidents", json=payload())).json()
+        over_http = (
+            await http.post(f"{first.base}/api/v1/incidents", json=payload(), headers=first.ingest)
+        ).json()
         in_sql = await asyncio.to_thread(create_in_sql, fault_database)
         long_text = payload(transcript="x" * 20_000)  # beyond NOTIFY's 8000 bytes
-        other = (await http.post(f"{second.base}/api/v1/incidents", json=long_text)).json()
+        other = (
+            await http.post(
+                f"{second.base}/api/v1/incidents", json=long_text, headers=second.ingest
+            )
+        ).json()
         newest = newest_event(fault_database)
         for stream in streams:
             await stream.receive(until=newest)

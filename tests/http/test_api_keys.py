@@ -7,10 +7,9 @@ import logging
 
 import pytest
 
+from tests import pg
 from tests.conftest import app_client
 from tests.incidents import payload
-
-CREATE = "select auth.create_api_key(%s, %s, %s::timestamptz)"
 
 
 @pytest.fixture
@@ -26,7 +25,7 @@ async def client(settings, keys):
 
 
 def issue(keys, name: str = "calypso", role: str = "emberlog_ingest", expires=None) -> str:
-    return keys.execute(CREATE, (name, role, expires)).fetchone()[0]
+    return pg.issue_key(keys, name, role, expires)
 
 
 async def test_an_ingest_key_creates_and_may_not_read(client, keys):
@@ -85,9 +84,10 @@ async def test_an_empty_key_is_anonymous(client):
 async def test_use_is_recorded_off_the_request_path(client, keys):
     key = issue(keys)
     await client.simulate_post("/api/v1/incidents", json=payload(), headers={"X-API-Key": key})
-    assert keys.execute("select last_used_at from auth.api_keys").fetchone()[0] is None
+    used = "select last_used_at from auth.api_keys where name = 'calypso'"
+    assert keys.execute(used).fetchone()[0] is None
     await client.app_state.auth.record_use(client.app_state.require_pool())
-    assert keys.execute("select last_used_at from auth.api_keys").fetchone()[0] is not None
+    assert keys.execute(used).fetchone()[0] is not None
 
 
 async def test_a_revoked_key_is_refused_within_the_cache_time(settings, keys):

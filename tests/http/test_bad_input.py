@@ -91,21 +91,25 @@ BAD_BODIES = [
 
 @pytest.mark.parametrize(("body", "status", "word"), BAD_BODIES)
 async def test_bad_bodies_are_rejected_and_write_nothing(client, db, body, status, word):
-    result = await client.simulate_post("/api/v1/incidents", body=body, headers=JSON)
+    result = await client.simulate_post(
+        "/api/v1/incidents", body=body, headers=JSON | client.ingest
+    )
     assert_error(result, status, word)
     assert db.execute("select count(*) from data.incidents").fetchone()[0] == 0
 
 
 async def test_body_over_the_limit_is_413(client, db):
     body = json.dumps(payload(transcript="x" * (1024 * 1024))).encode()
-    result = await client.simulate_post("/api/v1/incidents", body=body, headers=JSON)
+    result = await client.simulate_post(
+        "/api/v1/incidents", body=body, headers=JSON | client.ingest
+    )
     assert_error(result, 413, "larger")
     assert db.execute("select count(*) from data.incidents").fetchone()[0] == 0
 
 
 async def test_non_json_content_type_is_415(client, db):
     result = await client.simulate_post(
-        "/api/v1/incidents", body=b"a=1", headers={"Content-Type": "text/plain"}
+        "/api/v1/incidents", body=b"a=1", headers={"Content-Type": "text/plain"} | client.ingest
     )
     assert_error(result, 415, "application/json")
 
@@ -165,7 +169,9 @@ async def test_get_on_a_write_function_is_not_a_write(client, db):
     ids=["deep-array", "deep-object", "deep-field"],
 )
 async def test_deeply_nested_json_is_a_4xx(client, db, body):
-    result = await client.simulate_post("/api/v1/incidents", body=body, headers=JSON)
+    result = await client.simulate_post(
+        "/api/v1/incidents", body=body, headers=JSON | client.ingest
+    )
     assert 400 <= result.status_code < 500
     assert db.execute("select count(*) from data.incidents").fetchone()[0] == 0
 

@@ -12,13 +12,12 @@ ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 CALYPSO_HEADERS = {
     "Accept": "application/json",
     "Content-Type": "application/json",
-    "X-API-Key": "",
 }
 
 
 async def test_create_returns_201_with_location_and_links(client):
     result = await client.simulate_post(
-        "/api/v1/incidents/", json=payload(), headers=CALYPSO_HEADERS
+        "/api/v1/incidents/", json=payload(), headers={**CALYPSO_HEADERS, **client.ingest}
     )
     assert result.status_code == 201
     body = result.json
@@ -40,7 +39,7 @@ async def test_every_field_round_trips_exactly(client):
         text='Quotes "and" backslash \\ and emoji 🚒 and newline\nsecond line',
         parsed={"nested": {"a": [1, 2.5, None, True]}, "unicode": "ü"},
     )
-    created = await client.simulate_post("/api/v1/incidents", json=sent)
+    created = await client.simulate_post("/api/v1/incidents", json=sent, headers=client.ingest)
     assert created.status_code == 201
     got = (await client.simulate_get(f"/api/v1/incidents/{created.json['id']}")).json
     assert got == {
@@ -69,7 +68,7 @@ async def test_optional_fields_may_be_null_or_absent(client):
         "special_call": None,
         "unknown_key": 1,
     }
-    created = await client.simulate_post("/api/v1/incidents", json=sent)
+    created = await client.simulate_post("/api/v1/incidents", json=sent, headers=client.ingest)
     assert created.status_code == 201
     got = (await client.simulate_get(f"/api/v1/incidents/{created.json['id']}")).json
     assert got["units"] is None and got["parsed"] is None and got["special_call"] is False
@@ -77,14 +76,18 @@ async def test_optional_fields_may_be_null_or_absent(client):
 
 
 async def test_empty_units_stay_empty(client):
-    created = await client.simulate_post("/api/v1/incidents", json=payload(units=[]))
+    created = await client.simulate_post(
+        "/api/v1/incidents", json=payload(units=[]), headers=client.ingest
+    )
     got = (await client.simulate_get(f"/api/v1/incidents/{created.json['id']}")).json
     assert got["units"] == []
 
 
 async def test_naive_time_is_read_in_utc_by_default(client):
     created = await client.simulate_post(
-        "/api/v1/incidents", json=payload(dispatched_at="2026-11-22T05:04:15")
+        "/api/v1/incidents",
+        json=payload(dispatched_at="2026-11-22T05:04:15"),
+        headers=client.ingest,
     )
     got = (await client.simulate_get(f"/api/v1/incidents/{created.json['id']}")).json
     assert got["dispatched_at"] == "2026-11-22T05:04:15.000000Z"
@@ -92,7 +95,9 @@ async def test_naive_time_is_read_in_utc_by_default(client):
 
 async def test_offsets_are_converted_to_utc(client):
     created = await client.simulate_post(
-        "/api/v1/incidents", json=payload(dispatched_at="2026-11-22T05:04:15-05:00")
+        "/api/v1/incidents",
+        json=payload(dispatched_at="2026-11-22T05:04:15-05:00"),
+        headers=client.ingest,
     )
     got = (await client.simulate_get(f"/api/v1/incidents/{created.json['id']}")).json
     assert got["dispatched_at"] == "2026-11-22T10:04:15.000000Z"
@@ -100,8 +105,8 @@ async def test_offsets_are_converted_to_utc(client):
 
 async def test_duplicate_answers_200_with_the_existing_id(client, db):
     sent = payload()
-    first = await client.simulate_post("/api/v1/incidents", json=sent)
-    again = await client.simulate_post("/api/v1/incidents/", json=sent)
+    first = await client.simulate_post("/api/v1/incidents", json=sent, headers=client.ingest)
+    again = await client.simulate_post("/api/v1/incidents/", json=sent, headers=client.ingest)
     assert first.status_code == 201 and again.status_code == 200
     assert again.json == first.json
     assert again.headers["location"] == first.headers["location"]
@@ -110,8 +115,8 @@ async def test_duplicate_answers_200_with_the_existing_id(client, db):
 
 async def test_duplicate_with_null_text_is_caught(client, db):
     sent = payload(original_text=None, transcript=None)
-    first = await client.simulate_post("/api/v1/incidents", json=sent)
-    again = await client.simulate_post("/api/v1/incidents", json=sent)
+    first = await client.simulate_post("/api/v1/incidents", json=sent, headers=client.ingest)
+    again = await client.simulate_post("/api/v1/incidents", json=sent, headers=client.ingest)
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json["id"] == first.json["id"]
     assert db.execute("select count(*) from data.incidents").fetchone()[0] == 1
@@ -119,10 +124,16 @@ async def test_duplicate_with_null_text_is_caught(client, db):
 
 async def test_one_recording_may_hold_several_incidents(client, db):
     audio = "https://audio.example/calls/shared.m4a"
-    a = await client.simulate_post("/api/v1/incidents", json=payload(source_audio=audio))
-    b = await client.simulate_post("/api/v1/incidents", json=payload(source_audio=audio))
+    a = await client.simulate_post(
+        "/api/v1/incidents", json=payload(source_audio=audio), headers=client.ingest
+    )
+    b = await client.simulate_post(
+        "/api/v1/incidents", json=payload(source_audio=audio), headers=client.ingest
+    )
     c = await client.simulate_post(
-        "/api/v1/incidents", json=payload(source_audio=audio, original_text=None)
+        "/api/v1/incidents",
+        json=payload(source_audio=audio, original_text=None),
+        headers=client.ingest,
     )
     assert [r.status_code for r in (a, b, c)] == [201, 201, 201]
     assert len({a.json["id"], b.json["id"], c.json["id"]}) == 3
@@ -131,8 +142,8 @@ async def test_one_recording_may_hold_several_incidents(client, db):
 async def test_long_texts_are_stored_and_deduplicated(client, db):
     text = "word " * 20000  # 100 kB: longer than a btree entry may be
     sent = payload(text=text)
-    first = await client.simulate_post("/api/v1/incidents", json=sent)
-    again = await client.simulate_post("/api/v1/incidents", json=sent)
+    first = await client.simulate_post("/api/v1/incidents", json=sent, headers=client.ingest)
+    again = await client.simulate_post("/api/v1/incidents", json=sent, headers=client.ingest)
     assert (first.status_code, again.status_code) == (201, 200)
 
 
@@ -140,10 +151,14 @@ async def test_naive_time_is_read_in_naive_timezone(settings, db):
     chicago = dataclasses.replace(settings, naive_timezone="America/Chicago")
     async with app_client(chicago) as client:
         naive = await client.simulate_post(
-            "/api/v1/incidents", json=payload(dispatched_at="2026-11-22T05:04:15")
+            "/api/v1/incidents",
+            json=payload(dispatched_at="2026-11-22T05:04:15"),
+            headers=client.ingest,
         )
         aware = await client.simulate_post(
-            "/api/v1/incidents", json=payload(dispatched_at="2026-11-22T05:04:15Z")
+            "/api/v1/incidents",
+            json=payload(dispatched_at="2026-11-22T05:04:15Z"),
+            headers=client.ingest,
         )
         got = [
             (await client.simulate_get(f"/api/v1/incidents/{r.json['id']}")).json

@@ -166,9 +166,8 @@ async def test_a_cookie_token_authenticates_reads_and_streams_never_writes(clien
     read = await client.simulate_get("/api/v1/whoami", headers=cookie)
     assert read.json["role"] == "emberlog_ingest"
     write = await client.simulate_post("/api/v1/incidents", json=payload(), headers=cookie)
-    assert write.status_code == 201  # anonymous writes are still open (issue 4, part 2)
-    stored = "select count(*) from data.incidents"
-    assert db.execute(stored).fetchone()[0] == 1
+    assert write.status_code == 401  # the cookie is ignored: an anonymous write
+    assert db.execute("select count(*) from data.incidents").fetchone()[0] == 0
     bad = {"Cookie": "emberlog_token=forged.token.value"}
     async with client.simulate_get_stream("/api/v1/sse/incidents", headers=bad) as sr:
         assert sr.status_code == 401

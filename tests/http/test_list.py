@@ -66,6 +66,7 @@ async def seeded(client):
                 address=address,
                 text=text,
             ),
+            headers=client.ingest,
         )
         assert result.status_code == 201
         ids.append(result.json["id"])

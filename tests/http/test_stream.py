@@ -18,7 +18,9 @@ STREAM = "/api/v1/sse/incidents"
 
 
 async def post(client, **overrides) -> int:
-    result = await client.simulate_post("/api/v1/incidents", json=payload(**overrides))
+    result = await client.simulate_post(
+        "/api/v1/incidents", json=payload(**overrides), headers=client.ingest
+    )
     assert result.status_code == 201, result.text
     return result.json["id"]
 

@@ -48,10 +48,10 @@ def test_reader_reads_views_and_cannot_write(conn):
     assert pg.denied(conn, "truncate data.incidents")
 
 
-def test_anon_reads_and_may_write_only_through_the_function(conn):
+def test_anon_reads_and_may_not_write(conn):
     pg.as_role(conn, "emberlog_anon")
-    conn.execute(CREATE, (json.dumps(payload()),))  # open until API keys land (issue 4)
-    assert conn.execute("select (api.list_incidents())->>'total'").fetchone()[0] == "1"
+    assert pg.denied(conn, CREATE, (json.dumps(payload()),))
+    assert conn.execute("select (api.list_incidents())->>'total'").fetchone()[0] == "0"
     assert pg.denied(conn, INSERT_TABLE)
     assert pg.denied(conn, "delete from api.incidents")
     assert pg.denied(conn, "select * from data.incidents")
