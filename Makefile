@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: help install run dev test lint format migrate routes psql bench-sse clean
+.PHONY: help install run dev test lint fuzz format migrate routes psql bench-sse clean
 
 help:
 	@echo "make run      serve on HOST:PORT (default 127.0.0.1:8080), embedded PostgreSQL unless DATABASE_URL"
@@ -13,6 +13,7 @@ help:
 	@echo "make migrate  apply migrations and re-create api from sql/, then reload running servers"
 	@echo "make routes   list the routes the database declares"
 	@echo "make psql     psql on the database in use"
+	@echo "make fuzz     schemathesis against a live server and its /openapi.json (fixed, bounded)"
 	@echo "make bench-sse  SSE fan-out benchmark: N=100,1000,10000 clients on one process"
 
 $(STAMP): pyproject.toml
@@ -54,6 +55,9 @@ psql: install
 	$(BIN)/emberlog-api psql
 
 # BENCH_SSE_ARGS="--clients 1000 --events 20" to change N, M or the rate; --url for a running server.
+fuzz: install
+	$(BIN)/python ops/fuzz.py $(FUZZ_ARGS)
+
 bench-sse: install
 	$(BIN)/python ops/bench/sse.py $(BENCH_SSE_ARGS)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import threading
@@ -14,12 +15,12 @@ from typing import Any
 import falcon
 import falcon.asgi
 
-from . import errors, logs
+from . import errors, logs, openapi
 from .db import create_pool
 from .gateway import Gateway
 from .health import Health, Liveness, Readiness
 from .listener import Listener
-from .middleware import RequestLog
+from .middleware import Limits, RequestLog, SecurityHeaders
 from .settings import Settings, from_env
 from .sse import WATCH_KEY, Watch
 from .state import AppState
@@ -123,6 +124,31 @@ class Metrics:
         resp.data = self.state.metrics.render()
 
 
+class OpenApi:
+    """GET /openapi.json: the document app/openapi.py generates, rebuilt after a reload."""
+
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+        self.cached: tuple[int, bytes] | None = None
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        state = self.state
+        if state.routes is None:
+            raise errors.ApiError(
+                503, "the route table is not loaded yet", headers={"Retry-After": "1"}
+            )
+        if self.cached is None or self.cached[0] != state.reloads:
+            reloads, table = state.reloads, state.routes
+            anon = state.settings.anon_role
+            anonymous = {
+                f"{r.schema}.{r.function}": await state.may_execute(r, anon) for r in table.routes
+            }
+            doc = openapi.document(table, state.settings, anonymous, state.auth.tokens.configured)
+            self.cached = (reloads, json.dumps(doc).encode())
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = self.cached[1]
+
+
 class EmberlogApp(falcon.asgi.App):
     """Falcon's ASGI app, holding the process state (pool, route table) for tests and tools.
 
@@ -168,6 +194,8 @@ def create_app(settings: Settings | None = None) -> EmberlogApp:
         middleware=[
             Lifespan(state),
             RequestLog(),
+            SecurityHeaders(),
+            Limits(settings, state.limits),
             falcon.CORSMiddleware(allow_origins=cors_origins, expose_headers=EXPOSED_HEADERS),
         ],
     )
@@ -181,6 +209,7 @@ def create_app(settings: Settings | None = None) -> EmberlogApp:
     app.add_route("/health", health)
     app.add_route("/api/v1/health", health)
     app.add_route("/metrics", Metrics(state))
+    app.add_route("/openapi.json", OpenApi(state))
     app.add_sink(Gateway(state), prefix="/")
     app.state = state
     return app

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -23,6 +24,7 @@ from .errors import ApiError
 from .routes import Route
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 SET_CONTEXT = (
     "select pg_catalog.set_config('role', %s, true),"
@@ -180,6 +182,15 @@ async def _with_connection(
             async with pool.connection() as conn:
                 try:
                     return await once(conn)
+                except psycopg.errors.InvalidSqlStatementName as exc:
+                    # psycopg took a statement for prepared that an aborted pipeline never
+                    # prepared (SET_CONTEXT failed under it). Nothing ran: drop the
+                    # connection and go again, write or not.
+                    await conn.close()
+                    if attempt == 2:
+                        raise
+                    log.warning("dropped a connection with stale prepared statements (%s)", exc)
+                    continue
                 except psycopg.Error as exc:
                     if conn.broken:
                         raise ConnectionLost() from exc
@@ -204,11 +215,13 @@ async def _transaction(
     one pipeline, one round trip. Returns the statement's and the response's cursors."""
     begin = "begin isolation level read committed read only" if read_only else "begin"
     async with conn.pipeline():
-        await conn.execute(begin)
+        await conn.execute(begin, prepare=False)
         await conn.execute(SET_CONTEXT, context.params())
         answer = await conn.execute(statement, params)
-        response = await conn.execute(READ_RESPONSE)
-        await conn.execute("commit")
+        # Never prepared: when the statement fails these are skipped, and psycopg would
+        # take a statement it chose to prepare here for prepared (it was not).
+        response = await conn.execute(READ_RESPONSE, prepare=False)
+        await conn.execute("commit", prepare=False)
     return answer, response
 
 

@@ -101,6 +101,7 @@ class Gateway:
         req.context.route = match.route.template
         settings = self.state.settings
         identity = await self.state.auth.identify(req, self.state.require_pool())
+        self.state.limits.check_identity(identity)  # per credential, whatever the address
         req.context.authenticated = identity.authenticated  # a denial is then 403, not 401
         context = request_context(req, identity, settings.audio_base_url)
         if match.route.is_stream:

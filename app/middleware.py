@@ -1,4 +1,6 @@
-"""Per-request concerns every route shares: request id and the request log line."""
+"""Per-request concerns every route shares: request id, the request log line, the
+security headers, and the limits checked before authentication (header size, rate per
+client address)."""
 
 from __future__ import annotations
 
@@ -6,13 +8,28 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from falcon.asgi import Request, Response
 
+from .clients import client_address
+from .errors import ApiError
+from .limits import RateLimits
+from .settings import Settings
+
 log = logging.getLogger("emberlog.request")
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# The API answers JSON (and event streams) only: nothing to render, frame or refer from.
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+}
+# Probes and scrapers must never be refused for being frequent.
+EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/health", "/api/v1/health", "/metrics"})
 
 
 class RequestLog:
@@ -40,3 +57,55 @@ class RequestLog:
                 "request_id": req.context.request_id,
             },
         )
+
+
+def raw_headers(req: Request) -> Sequence[tuple[bytes | str, bytes | str]]:
+    """The headers as sent, repeats included (Falcon's own dict merges or drops them);
+    Falcon's dict only when the server gave a one-shot iterator (Falcon's test client)."""
+    raw = req.scope.get("headers")
+    if isinstance(raw, list | tuple):
+        return raw
+    return list(req.headers.items())
+
+
+class SecurityHeaders:
+    """Sets SECURITY_HEADERS on every response Falcon sends: errors, 404s and streams
+    included (process_response runs before the first byte, whatever happened)."""
+
+    async def process_response(
+        self, req: Request, resp: Response, resource: Any, req_succeeded: bool
+    ) -> None:
+        resp.set_headers(SECURITY_HEADERS)
+
+
+class Limits:
+    """Before authentication: 431 for too many or too large headers, then 429 when the
+    client address is over its rate. Health, metrics and preflights are never limited
+    by rate; a stream counts once, at connect."""
+
+    def __init__(self, settings: Settings, limits: RateLimits) -> None:
+        self.settings = settings
+        self.limits = limits
+
+    async def process_request(self, req: Request, resp: Response) -> None:
+        self._check_headers(raw_headers(req))
+        if req.method == "OPTIONS" or req.path in EXEMPT_PATHS:
+            return
+        if self.limits.per_address is not None:
+            forwarded_for = req.get_header("X-Forwarded-For")
+            address = client_address(req.scope, forwarded_for, self.settings.trusted_proxies)
+            self.limits.check_address(address)
+
+    def _check_headers(self, headers: Sequence[tuple[bytes | str, bytes | str]]) -> None:
+        settings = self.settings
+        size = sum(len(name) + len(value) for name, value in headers)
+        if len(headers) > settings.max_headers or size > settings.max_header_bytes:
+            raise ApiError(
+                431,
+                "the request headers are too many or too large",
+                "headers_too_large",
+                details={
+                    "max_headers": settings.max_headers,
+                    "max_header_bytes": settings.max_header_bytes,
+                },
+            )

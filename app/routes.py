@@ -5,15 +5,22 @@ A function in the API schema becomes a route when its comment has a line
 A line ``@sse /path channel=name`` declares a live stream instead: a GET route
 served as Server-Sent Events from a stream function (see app/streams.py).
 Nothing here knows any particular route: add one with SQL and a reload NOTIFY.
+
+Two more lines refine the OpenAPI document (app/openapi.py) where a signature says
+too little: ``@param name {json schema}`` adds JSON Schema keywords to an argument
+(e.g. ``{"minimum": 1, "maximum": 200}`` for what the function enforces), and
+``@body {json schema}`` describes the JSON object a json/jsonb body argument takes.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import psycopg
 
@@ -21,6 +28,8 @@ log = logging.getLogger(__name__)
 
 TAG = re.compile(r"^@http\s+([A-Z]+)\s+(/\S*)\s*$")
 SSE_TAG = re.compile(r"^@sse\s+(/\S*)\s+channel=([a-z_][a-z0-9_]*)\s*$")
+PARAM_TAG = re.compile(r"^@param\s+([a-z_][a-z0-9_]*)\s+(\{.*\})\s*$")
+BODY_TAG = re.compile(r"^@body\s+(\{.*\})\s*$")
 # A stream function: (after_id bigint, max_events integer) returning (id, event, data) rows.
 STREAM_ARGUMENTS = ("bigint", "integer")
 PARAM = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
@@ -79,6 +88,9 @@ class Route:
     description: str
     pattern: re.Pattern[str]
     channel: str | None = None  # set for a stream (@sse): the NOTIFY channel of its events
+    # Documentation only (@param lines, @body): not part of a route's identity or hash.
+    schemas: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, compare=False)
+    body_schema: Mapping[str, Any] | None = field(default=None, compare=False)
 
     @property
     def is_stream(self) -> bool:
@@ -128,6 +140,7 @@ def parse_routes(schema: str, row: tuple) -> list[Route]:
     )
     lines = comment.splitlines()
     description = "\n".join(line for line in lines if not line.startswith("@")).strip()
+    schemas, body_schema = _read_schemas(f"{schema}.{name}", lines, arg_names)
     routes = []
     for line in lines:
         if line.startswith(("@http", "@sse")):
@@ -143,6 +156,8 @@ def parse_routes(schema: str, row: tuple) -> list[Route]:
                 description,
                 compile_template(template),
                 channel,
+                schemas,
+                body_schema,
             )
             _check(route)
             routes.append(route)
@@ -160,6 +175,35 @@ def _read_tag(function: str, line: str) -> tuple[str, str, str | None]:
         if match and match.group(1) in METHODS:
             return match.group(1), match.group(2), None
     raise RouteError(f"{function}: cannot read route tag {line!r}")
+
+
+def _read_schemas(
+    function: str, lines: list[str], arg_names: list[str]
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None]:
+    """The @param and @body JSON Schema annotations of a function's comment."""
+    schemas: dict[str, dict[str, Any]] = {}
+    body: dict[str, Any] | None = None
+    for line in (line.strip() for line in lines):
+        param, body_tag = PARAM_TAG.match(line), BODY_TAG.match(line)
+        if param:
+            if param.group(1) not in arg_names:
+                raise RouteError(f"{function}: @param {param.group(1)} is not an argument")
+            schemas[param.group(1)] = _json_object(function, param.group(2))
+        elif body_tag:
+            body = _json_object(function, body_tag.group(1))
+        elif line.startswith(("@param", "@body")):
+            raise RouteError(f"{function}: cannot read {line!r}")
+    return schemas, body
+
+
+def _json_object(function: str, text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise RouteError(f"{function}: annotation is not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise RouteError(f"{function}: an annotation must be a JSON object")
+    return value
 
 
 def _check(route: Route) -> None:

@@ -55,6 +55,12 @@ class Settings:
     jwt_role_claim: str = "role"
     jwt_leeway: float = 30.0
     jwt_cookie: str = "emberlog_token"
+    rate_limit_per_address: float = 50.0
+    rate_limit_burst: int = 100
+    rate_limit_per_key: float = 100.0
+    rate_limit_key_burst: int = 200
+    max_header_bytes: int = 16384
+    max_headers: int = 100
 
     @property
     def embedded(self) -> bool:
@@ -85,6 +91,14 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         return float(raw) if raw else default
     except ValueError as exc:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _rate(env: Mapping[str, str], name: str, default: float) -> float:
+    """Requests a second; 0 turns the limit off (a negative or infinite rate is a typo)."""
+    value = _float(env, name, default)
+    if not 0 <= value < float("inf"):
+        raise SettingsError(f"{name} must be 0 (off) or a positive number, got {value}")
+    return value
 
 
 STREAM_MODES = ("auto", "listen", "poll")
@@ -179,4 +193,10 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         jwt_role_claim=env.get("JWT_ROLE_CLAIM") or "role",
         jwt_leeway=_float(env, "JWT_LEEWAY", 30.0),
         jwt_cookie=env.get("JWT_COOKIE") or "emberlog_token",
+        rate_limit_per_address=_rate(env, "RATE_LIMIT_PER_ADDRESS", 50.0),
+        rate_limit_burst=_int(env, "RATE_LIMIT_BURST", 100, minimum=1),
+        rate_limit_per_key=_rate(env, "RATE_LIMIT_PER_KEY", 100.0),
+        rate_limit_key_burst=_int(env, "RATE_LIMIT_KEY_BURST", 200, minimum=1),
+        max_header_bytes=_int(env, "MAX_HEADER_BYTES", 16384, minimum=1024),
+        max_headers=_int(env, "MAX_HEADERS", 100, minimum=10),
     )

@@ -48,7 +48,7 @@ async def serve(
     resp.content_type = "text/event-stream"
     if req.method == "HEAD":
         return
-    if not await state.may_read_stream(route, context.role):
+    if not await state.may_execute(route, context.role):
         authenticated = getattr(req.context, "authenticated", False)
         raise ApiError(
             status_for_sqlstate("42501", authenticated),  # as when SQL denies a JSON route

@@ -12,6 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 from . import calls, routes
 from .auth import Authenticator
 from .calls import Context
+from .limits import RateLimits
 from .listener import Listener
 from .metrics import Metrics
 from .routes import Route, RouteTable
@@ -20,7 +21,7 @@ from .streams import Row, Streams
 
 log = logging.getLogger(__name__)
 
-STREAM_GRANT = (
+EXECUTE_GRANT = (
     "select coalesce(bool_or(pg_catalog.has_function_privilege(%(role)s, p.oid, 'execute')),"
     " false) from pg_catalog.pg_proc as p"
     " where p.pronamespace = %(schema)s::regnamespace and p.proname = %(fn)s"
@@ -46,10 +47,12 @@ class AppState:
     listener: Listener | None = None
     streams: Streams | None = None
     auth: Authenticator = field(init=False)
-    _stream_grants: dict[tuple[str, str], bool] = field(default_factory=dict)
+    limits: RateLimits = field(init=False)  # this process's rate-limit buckets
+    _grants: dict[tuple[str, str, str], bool] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.auth = Authenticator(self.settings)
+        self.limits = RateLimits.from_settings(self.settings)
 
     def require_pool(self) -> AsyncConnectionPool:
         assert self.pool is not None, "the pool opens at start-up"
@@ -68,7 +71,7 @@ class AppState:
             cur = await conn.execute(SWITCHABLE_ROLES, {"a": self.settings.authenticator_role})
             self.auth.roles = frozenset(r for (r,) in await cur.fetchall())
         self.routes = table
-        self._stream_grants = {}
+        self._grants = {}
         self.reloads += 1
         if self.streams is not None:
             channels = self.streams.sync([r for r in table.routes if r.is_stream])
@@ -88,18 +91,19 @@ class AppState:
 
         return notified
 
-    async def may_read_stream(self, route: Route, role: str) -> bool:
-        """Whether role may execute the stream's function (the same grants as the JSON
-        routes). Live events are read once per process, so this is asked at connect;
-        the answer is kept until the next reload."""
-        known = self._stream_grants.get((route.template, role))
+    async def may_execute(self, route: Route, role: str) -> bool:
+        """Whether role may execute the route's function. A stream asks at connect (live
+        events are read once per process, not as each client); the OpenAPI document asks
+        for the anonymous role. Kept until the next reload."""
+        key = (route.schema, route.function, role)
+        known = self._grants.get(key)
         if known is None:
             async with self.require_pool().connection() as conn:
                 cur = await conn.execute(
-                    STREAM_GRANT, {"role": role, "schema": route.schema, "fn": route.function}
+                    EXECUTE_GRANT, {"role": role, "schema": route.schema, "fn": route.function}
                 )
                 (known,) = await cur.fetchone()  # type: ignore[misc]
-            self._stream_grants[(route.template, role)] = bool(known)
+            self._grants[key] = bool(known)
         return bool(known)
 
     def stream_context(self, route: Route) -> Context:

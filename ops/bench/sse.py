@@ -17,27 +17,20 @@ import gc
 import json
 import os
 import resource
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-import psycopg
-from psycopg import sql
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from app import deploy  # noqa: E402
-from app.embedded import EmbeddedPostgres  # noqa: E402
+from ops.local import local_server
 
 MARK = b"bench-"
 
@@ -124,8 +117,9 @@ async def connect_clients(host: str, port: int, n: int, received: Received) -> l
     return transports
 
 
-async def post_events(base: str, m: int, rate: float, received: Received) -> None:
-    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+async def post_events(base: str, key: str, m: int, rate: float, received: Received) -> None:
+    headers = {"X-API-Key": key}
+    async with httpx.AsyncClient(base_url=base, timeout=30, headers=headers) as http:
         started = time.perf_counter()
         for seq in range(m):
             await asyncio.sleep(max(0.0, started + seq / rate - time.perf_counter()))
@@ -146,7 +140,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def run_once(base: str, pid: int | None, n: int, m: int, rate: float) -> dict:
+async def run_once(base: str, key: str, pid: int | None, n: int, m: int, rate: float) -> dict:
     parts = urlsplit(base)
     received = Received()
     idle_before = rss_kib(pid) if pid else None
@@ -155,7 +149,7 @@ async def run_once(base: str, pid: int | None, n: int, m: int, rate: float) -> d
     await asyncio.sleep(1.0)
     idle_after = rss_kib(pid) if pid else None
     server_cpu, client_cpu = (cpu_seconds(pid) if pid else 0.0), own_cpu_seconds()
-    await post_events(base, m, rate, received)
+    await post_events(base, key, m, rate, received)
     deadline = time.monotonic() + 30
     while received.delivered < n * m and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
@@ -188,40 +182,6 @@ async def run_once(base: str, pid: int | None, n: int, m: int, rate: float) -> d
     return result
 
 
-@contextlib.contextmanager
-def own_server(directory: Path) -> Iterator[tuple[str, int]]:
-    """An embedded PostgreSQL, a fresh database and one `emberlog-api serve` process."""
-    pg = EmbeddedPostgres(directory / "pg")
-    url = pg.start()
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    db_url = urlsplit(url)._replace(path=f"/{name}").geturl()
-    deploy.migrate(db_url, "emberlog_reload")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "DATABASE_URL": db_url, "PORT": str(port), "LOG_LEVEL": "WARNING"}
-    env |= {"WORKERS": "1", "POOL_MAX_SIZE": "10"}
-    log = (directory / "server.log").open("wb")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve"], cwd=ROOT, env=env, stdout=log, stderr=log
-    )
-    base = f"http://127.0.0.1:{port}"
-    pin(server.pid)
-    try:
-        for _ in range(200):
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/readyz").status_code == 200:
-                    break
-            time.sleep(0.1)
-        yield base, server.pid
-    finally:
-        server.terminate()
-        server.wait(30)
-        pg.stop()
-
-
 def pin(server_pid: int) -> None:
     """With two or more cores: the server on the first, this load generator on the
     others, so they do not take turns on one core (PostgreSQL may run anywhere)."""
@@ -244,6 +204,7 @@ def main() -> int:
     p.add_argument("--rate", type=float, default=2.0, help="incidents per second")
     p.add_argument("--url", help="measure this running server instead of starting one")
     p.add_argument("--pid", type=int, help="the running server's pid (for memory)")
+    p.add_argument("--api-key", help="an ingest key for the running server (with --url)")
     args = p.parse_args()
     raise_file_limit()
     with contextlib.suppress(ImportError):
@@ -254,12 +215,15 @@ def main() -> int:
     results = []
     with contextlib.ExitStack() as stack:
         if args.url:
-            base, pid = args.url, args.pid
+            base, pid, key = args.url, args.pid, args.api_key or ""
         else:
             directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
-            base, pid = stack.enter_context(own_server(directory))
+            env = {"LOG_LEVEL": "WARNING", "WORKERS": "1", "POOL_MAX_SIZE": "10"}
+            server = stack.enter_context(local_server(directory, **env))
+            base, pid, key = server.base, server.pid, server.ingest_key
+            pin(pid)
         for n in counts:
-            result = asyncio.run(run_once(base, pid, n, args.events, args.rate))
+            result = asyncio.run(run_once(base, key, pid, n, args.events, args.rate))
             print(json.dumps(result), flush=True)
             results.append(result)
     print()

@@ -95,7 +95,8 @@ begin
     -- Without an offset the session time zone applies (the API sets it from NAIVE_TIMEZONE).
     return value::timestamptz;
 exception
-    when datetime_field_overflow or invalid_datetime_format then
+    -- e.g. 2026-02-30, or an offset beyond PostgreSQL's 15:59
+    when datetime_field_overflow or invalid_datetime_format or invalid_time_zone_displacement_value then
         perform internal.invalid_field(field, 'is not a valid date and time: ' || value);
 end
 $$;

@@ -172,7 +172,10 @@ $$;
 comment on function api.list_incidents(
     timestamptz, timestamptz, text, text, text[], text, text, integer, integer
 ) is
-E'@http GET /api/v1/incidents\nIncidents newest first, filtered and paged. units matches any of the given units; address_search is a case-insensitive substring; q is full-text over type, address and transcript. total counts every match.';
+E'@http GET /api/v1/incidents\n'
+'@param page {"minimum": 1}\n'
+'@param page_size {"minimum": 1, "maximum": 200}\n'
+'Incidents newest first, filtered and paged. units matches any of the given units; address_search is a case-insensitive substring; q is full-text over type, address and transcript. total counts every match.';
 
 create function api.create_incident(payload jsonb)
 returns jsonb
@@ -253,7 +256,19 @@ end
 $$;
 
 comment on function api.create_incident(jsonb) is
-E'@http POST /api/v1/incidents\nRecords one incident from a JSON object (dispatched_at and source_audio required). 201 with the new id, or 200 with the existing id when the same source_audio and original_text were already stored.';
+E'@http POST /api/v1/incidents\n'
+'@body {"type": "object", "required": ["dispatched_at", "source_audio"], "properties": {'
+'"dispatched_at": {"type": "string", "format": "date-time", "description": "ISO 8601; without an offset it is read in the server''s NAIVE_TIMEZONE"}, '
+'"source_audio": {"type": "string", "minLength": 1, "description": "URL or path of the recording"}, '
+'"special_call": {"type": ["boolean", "null"]}, '
+'"units": {"type": ["array", "null"], "items": {"type": "string"}}, '
+'"channel": {"type": ["string", "null"]}, '
+'"incident_type": {"type": ["string", "null"]}, '
+'"address": {"type": ["string", "null"]}, '
+'"original_text": {"type": ["string", "null"]}, '
+'"transcript": {"type": ["string", "null"]}, '
+'"parsed": {"type": ["object", "null"]}}}\n'
+'Records one incident from a JSON object (dispatched_at and source_audio required). 201 with the new id, or 200 with the existing id when the same source_audio and original_text were already stored.';
 
 create function api.incident_events(after_id bigint, max_events integer default 100)
 returns table (id bigint, event text, data json)

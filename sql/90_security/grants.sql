@@ -4,6 +4,10 @@
 revoke all on schema api from public;
 revoke execute on all functions in schema api from public;
 revoke execute on all functions in schema internal from public;
+-- Functions a DBA adds later are not everyone's either: a new route is reachable only
+-- by the roles it is granted to. (Global for the migrating role in this database: a
+-- per-schema default cannot take back PostgreSQL's execute-to-public.)
+alter default privileges revoke execute on functions from public;
 
 grant usage on schema api to emberlog_anon, emberlog_ingest, emberlog_reader;
 

@@ -1,0 +1,99 @@
+"""A throwaway stack for the benchmarks and the fuzz run: an embedded PostgreSQL in a
+directory, a fresh migrated database, an ingest key, and one `emberlog-api serve`
+process started the way `make run` starts it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import psycopg
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from app import deploy  # noqa: E402
+from app.embedded import EmbeddedPostgres  # noqa: E402
+
+
+@dataclass(frozen=True)
+class LocalServer:
+    base: str  # http://127.0.0.1:port
+    pid: int
+    database_url: str
+    ingest_key: str  # X-API-Key for writes, as the ingest service sends it
+    log_path: Path
+
+
+def issue_ingest_key(database_url: str) -> str:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "select auth.create_api_key(%s, 'emberlog_ingest')", (f"local-{uuid.uuid4().hex[:8]}",)
+        ).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _new_database(server_url: str) -> str:
+    name = f"local_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    url = urlsplit(server_url)._replace(path=f"/{name}").geturl()
+    deploy.migrate(url, "emberlog_reload")
+    return url
+
+
+def _wait_ready(base: str, server: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited with {server.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{base}/readyz").status_code == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"the server was not ready in {timeout} s")
+
+
+@contextlib.contextmanager
+def local_server(directory: Path, **env: str) -> Iterator[LocalServer]:
+    """Everything started under `directory`; stopped (SIGTERM) on the way out."""
+    pg = EmbeddedPostgres(directory / "pg")
+    database_url = _new_database(pg.start())
+    port = _free_port()
+    environ = {**os.environ, "DATABASE_URL": database_url, "PORT": str(port), **env}
+    log_path = directory / "server.log"
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve"],
+            cwd=ROOT,
+            env=environ,
+            stdout=log,
+            stderr=log,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(base, server)
+        yield LocalServer(base, server.pid, database_url, issue_ingest_key(database_url), log_path)
+    finally:
+        server.terminate()
+        server.wait(30)
+        pg.stop()
