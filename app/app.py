@@ -22,9 +22,9 @@ from .health import Health, Liveness, Readiness
 from .listener import Listener
 from .middleware import Limits, RequestLog, SecurityHeaders
 from .settings import Settings, from_env
-from .sse import WATCH_KEY, Watch
 from .state import AppState
 from .streams import DROPPED, Streams
+from .watch import WATCH_KEY, Watch
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +170,8 @@ class EmberlogApp(falcon.asgi.App):
                 watch.release()
             return message
 
+        watch.receive = watched_receive
+
         try:
             await super().__call__(scope, watched_receive, send)
         except asyncio.CancelledError as exc:
@@ -181,6 +183,7 @@ class EmberlogApp(falcon.asgi.App):
             logs.DROPPED_CLIENT.set(True)
         finally:
             watch.release()
+            watch.receive = None  # break the cycle (watch -> receive -> watch) at once
 
 
 def create_app(settings: Settings | None = None) -> EmberlogApp:

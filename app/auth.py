@@ -62,6 +62,7 @@ class Authenticator:
 
     settings: Settings
     roles: frozenset[str] = frozenset()  # roles the authenticator may switch to
+    timeouts: dict[str, str] = field(default_factory=dict)  # role -> its statement_timeout
     tokens: TokenVerifier = field(init=False)
     _keys: dict[bytes, _Key] = field(default_factory=dict)
     _used: dict[int, datetime] = field(default_factory=dict)

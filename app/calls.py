@@ -34,7 +34,9 @@ SET_CONTEXT = (
     " pg_catalog.set_config('request.path', %s, true),"
     " pg_catalog.set_config('request.base_url', %s, true),"
     " pg_catalog.set_config('emberlog.audio_base_url', coalesce(%s,"
-    " pg_catalog.current_setting('emberlog.audio_base_url', true), ''), true)"
+    " pg_catalog.current_setting('emberlog.audio_base_url', true), ''), true),"
+    " pg_catalog.set_config('statement_timeout', coalesce(%s,"
+    " pg_catalog.current_setting('statement_timeout')), true)"
 )
 READ_RESPONSE = (
     "select pg_catalog.current_setting('response.status', true),"
@@ -53,6 +55,7 @@ class Context:
     path: str
     base_url: str
     audio_base_url: str | None = None  # AUDIO_BASE_URL; None keeps the database's setting
+    statement_timeout: str | None = None  # the role's (ALTER ROLE ... SET); None: the session's
 
     def params(self) -> tuple[str | None, ...]:
         return (
@@ -63,6 +66,7 @@ class Context:
             self.path,
             self.base_url,
             self.audio_base_url,
+            self.statement_timeout,
         )
 
 

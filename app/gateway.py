@@ -9,7 +9,7 @@ from typing import Any
 import falcon
 from falcon.asgi import Request, Response
 
-from . import calls, sse
+from . import calls, sse, watch
 from .auth import Identity
 from .binding import bind
 from .calls import Context, Result
@@ -23,7 +23,12 @@ log = logging.getLogger(__name__)
 SECRET_HEADERS = frozenset({"authorization", "cookie", "x-api-key", "proxy-authorization"})
 
 
-def request_context(req: Request, identity: Identity, audio_base_url: str | None = None) -> Context:
+def request_context(
+    req: Request,
+    identity: Identity,
+    audio_base_url: str | None = None,
+    statement_timeout: str | None = None,
+) -> Context:
     headers = {k.lower(): v for k, v in req.headers.items() if k.lower() not in SECRET_HEADERS}
     return Context(
         role=identity.role,
@@ -33,6 +38,7 @@ def request_context(req: Request, identity: Identity, audio_base_url: str | None
         path=req.path,
         base_url=req.prefix,
         audio_base_url=audio_base_url,
+        statement_timeout=statement_timeout,
     )
 
 
@@ -103,12 +109,15 @@ class Gateway:
         identity = await self.state.auth.identify(req, self.state.require_pool())
         self.state.limits.check_identity(identity)  # per credential, whatever the address
         req.context.authenticated = identity.authenticated  # a denial is then 403, not 401
-        context = request_context(req, identity, settings.audio_base_url)
+        timeout = self.state.auth.timeouts.get(identity.role)
+        context = request_context(req, identity, settings.audio_base_url, timeout)
         if match.route.is_stream:
             return await sse.serve(self.state, req, resp, match.route, context)
         call = await bind(req, match, settings.max_body_bytes)
-        result = await calls.execute(self.state.require_pool(), call, context)
-        apply_result(resp, result)
+        work = calls.execute(self.state.require_pool(), call, context)
+        if settings.cancel_on_disconnect:
+            work = watch.unless_client_leaves(req, work)
+        apply_result(resp, await work)
 
     def _options(self, table: RouteTable, req: Request, resp: Response) -> None:
         allowed = table.methods_for(req.path)

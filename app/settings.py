@@ -28,6 +28,7 @@ class Settings:
     anon_role: str = "emberlog_anon"
     ingest_role: str = "emberlog_ingest"
     anonymous_reads: bool = True
+    cancel_on_disconnect: bool = True
     trusted_ingest_networks: tuple[Network, ...] = ()
     trusted_proxies: tuple[Network, ...] = ()
     reload_channel: str = "emberlog_reload"
@@ -166,6 +167,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         anon_role=env.get("ANON_ROLE") or "emberlog_anon",
         ingest_role=env.get("INGEST_ROLE") or "emberlog_ingest",
         anonymous_reads=_bool(env, "ANONYMOUS_READS", True),
+        cancel_on_disconnect=_bool(env, "CANCEL_ON_DISCONNECT", True),
         trusted_ingest_networks=_networks(env, "TRUSTED_INGEST_NETWORKS"),
         trusted_proxies=_networks(env, "TRUSTED_PROXIES"),
         reload_channel=env.get("RELOAD_CHANNEL") or "emberlog_reload",

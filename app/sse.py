@@ -11,7 +11,8 @@ from .calls import Context
 from .errors import ApiError, status_for_sqlstate
 from .routes import Route
 from .state import AppState
-from .streams import Frame, Hub, Subscriber, hello
+from .streams import Frame, hello
+from .watch import WATCH_KEY, Watch
 
 EVENT_ID = re.compile(r"^[0-9]{1,18}$")
 
@@ -72,29 +73,3 @@ async def serve(
 async def come_back_later(retry_ms: int) -> AsyncIterator[Frame]:
     """Only the retry hint, then the end: the client reconnects after retry_ms."""
     yield hello(retry_ms)
-
-
-WATCH_KEY = "emberlog.watch"
-
-
-class Watch:
-    """The app's view of one HTTP connection: who to tell when the client goes away.
-
-    Falcon reads the disconnect message in a task of its own; the app wraps receive()
-    so a streaming client is released at once, not at the next write.
-    """
-
-    __slots__ = ("hub", "sub")
-
-    def __init__(self) -> None:
-        self.hub: Hub | None = None
-        self.sub: Subscriber | None = None
-
-    def attach(self, hub: Hub, sub: Subscriber) -> None:
-        self.hub, self.sub = hub, sub
-
-    def release(self) -> None:
-        """The client is gone (or the response is over): stop feeding it."""
-        if self.hub is not None and self.sub is not None:
-            self.hub.unsubscribe(self.sub)
-        self.hub = self.sub = None

@@ -26,9 +26,11 @@ EXECUTE_GRANT = (
     " false) from pg_catalog.pg_proc as p"
     " where p.pronamespace = %(schema)s::regnamespace and p.proname = %(fn)s"
 )
-# Roles a token may name: those the authenticator is a member of (it may SET ROLE).
+# Roles a token may name: those the authenticator is a member of (it may SET ROLE),
+# with the statement_timeout each was given (ALTER ROLE ... SET), applied per request.
 SWITCHABLE_ROLES = (
-    "select r.rolname::text from pg_catalog.pg_roles as r"
+    "select r.rolname::text, (select pg_catalog.substr(c, 19) from unnest(r.rolconfig) as c"
+    " where c like 'statement\\_timeout=%%' limit 1) from pg_catalog.pg_roles as r"
     " where r.rolname <> %(a)s and pg_catalog.pg_has_role(%(a)s, r.oid, 'member')"
 )
 
@@ -69,7 +71,9 @@ class AppState:
         async with pool.connection() as conn:
             table = await routes.load(conn, self.settings.api_schema)
             cur = await conn.execute(SWITCHABLE_ROLES, {"a": self.settings.authenticator_role})
-            self.auth.roles = frozenset(r for (r,) in await cur.fetchall())
+            roles = await cur.fetchall()
+        self.auth.roles = frozenset(role for role, _ in roles)
+        self.auth.timeouts = {role: timeout for role, timeout in roles if timeout}
         self.routes = table
         self._grants = {}
         self.reloads += 1
@@ -117,6 +121,7 @@ class AppState:
             path=route.template,
             base_url="",
             audio_base_url=self.settings.audio_base_url,
+            statement_timeout=self.auth.timeouts.get(anonymous.role),
         )
 
     async def fetch_events(

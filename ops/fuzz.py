@@ -42,6 +42,8 @@ def schemathesis(server: LocalServer, args: argparse.Namespace, *extra: str) -> 
         "--max-examples",
         str(args.examples),
         "--generation-deterministic",  # the same cases every run: reproducible in CI
+        "--generation-database",
+        "none",  # and no memory of earlier runs
         "--exclude-tag",
         "stream",  # a stream never ends; tests/http/test_stream.py covers its input
         "--request-timeout",

@@ -45,7 +45,12 @@ def db(database_url):
 
 @pytest.fixture
 def settings(database_url) -> Settings:
-    return Settings(database_url=database_url, pool_min_size=1, pool_max_size=4)
+    # Falcon's simulate_request says http.disconnect as soon as the body is read (its
+    # client "leaves" at once), so the in-process app must not cancel on disconnect;
+    # tests/e2e cover that with real clients.
+    return Settings(
+        database_url=database_url, pool_min_size=1, pool_max_size=4, cancel_on_disconnect=False
+    )
 
 
 @contextlib.asynccontextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import httpx
 import psycopg
@@ -181,3 +182,43 @@ def test_cli_creates_lists_and_revokes_api_keys(serve, fault_database):
     assert key not in app.log_path.read_text()
     bad = keys("create", "--name", "x", "--role", "postgres")
     assert bad.returncode == 1 and "superuser" in bad.stderr
+
+
+SLEEPING = (
+    "select count(*) from pg_stat_activity where state = 'active'"
+    """ and query like '%%"slow"(%%' and pid <> pg_backend_pid()"""
+)
+
+
+def test_a_query_is_cancelled_when_its_client_leaves(serve, fault_database):
+    app = serve()
+    with psycopg.connect(fault_database, autocommit=True) as db:
+        db.execute("""
+            create or replace function api.slow(seconds float) returns json language sql stable
+            as $$ select pg_sleep(seconds); select '{}'::json $$;
+            comment on function api.slow(float) is '@http GET /api/v1/slow';
+            grant execute on function api.slow(float) to emberlog_anon;
+            notify emberlog_reload;
+        """)
+        try:
+            wait_until(lambda: app.http.get("/api/v1/slow?seconds=0").status_code == 200)
+            leaving = threading.Thread(target=leave_after, args=(app.base, 1.0))
+            leaving.start()
+            wait_until(lambda: db.execute(SLEEPING).fetchone()[0] == 1)  # it runs...
+            leaving.join()
+            # ...and stops once the client has gone, long before its 4 seconds are up
+            wait_until(lambda: db.execute(SLEEPING).fetchone()[0] == 0, timeout=2.5)
+            assert '"status": 499' in app.log_path.read_text()
+            assert app.http.get("/api/v1/slow?seconds=0").status_code == 200
+        finally:
+            db.execute("drop function api.slow(float); notify emberlog_reload")
+
+
+def leave_after(base: str, seconds: float) -> None:
+    """A client that gives up waiting (and closes its connection) after `seconds`."""
+    with httpx.Client(base_url=base, timeout=seconds) as http:
+        try:
+            http.get("/api/v1/slow", params={"seconds": "4"})
+        except httpx.TimeoutException:
+            return
+    raise AssertionError("the slow request answered before the client left")

@@ -1,0 +1,56 @@
+"""Each web role runs under its own statement_timeout (set on the role, applied per
+request by the app); a query past it is a 504 and frees its connection."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+
+SLOW = """create function api.slow(seconds float default 2) returns json language sql stable
+    as $$ select pg_sleep(seconds); select '{}'::json $$"""
+
+
+@pytest.fixture
+def slow_route(db):
+    db.execute(SLOW)
+    db.execute("comment on function api.slow(float) is '@http GET /api/v1/slow'")
+    db.execute("grant execute on function api.slow(float) to emberlog_anon")
+    yield
+    db.execute("drop function api.slow(float)")
+
+
+@contextlib.contextmanager
+def anon_timeout(db, value: str):
+    """emberlog_anon's statement_timeout for a while (roles are cluster-wide)."""
+    db.execute(f"alter role emberlog_anon set statement_timeout = '{value}'")
+    try:
+        yield
+    finally:
+        db.execute("alter role emberlog_anon set statement_timeout = '5s'")
+
+
+def test_the_migration_gives_each_web_role_a_timeout(db):
+    rows = dict(
+        db.execute(
+            "select rolname, rolconfig from pg_roles where rolname in"
+            " ('emberlog_anon', 'emberlog_ingest', 'emberlog_reader')"
+        ).fetchall()
+    )
+    assert "statement_timeout=5s" in rows["emberlog_anon"]
+    assert "statement_timeout=5s" in rows["emberlog_ingest"]
+    assert "statement_timeout=60s" in rows["emberlog_reader"]
+
+
+async def test_a_query_past_its_role_timeout_is_a_504(client, db, slow_route):
+    with anon_timeout(db, "200ms"):
+        await client.app_state.reload_routes()  # role settings are read with the routes
+        assert client.app_state.auth.timeouts["emberlog_anon"] == "200ms"
+        slow = await client.simulate_get("/api/v1/slow", params={"seconds": "2"})
+        assert slow.status_code == 504
+        assert slow.json["error"]["code"] == "timeout"
+        quick = await client.simulate_get("/api/v1/slow", params={"seconds": "0"})
+        assert quick.status_code == 200  # the connection is fine afterwards
+    await client.app_state.reload_routes()
+    within = await client.simulate_get("/api/v1/slow", params={"seconds": "0.3"})
+    assert within.status_code == 200  # 5 s again
