@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 
 import jwt
@@ -186,3 +187,19 @@ async def test_tokens_are_refused_when_jwt_is_not_configured(settings, db):
         result = await client.simulate_get("/api/v1/incidents", headers=bearer(token()))
         assert result.status_code == 401
         assert "not configured" in result.json["error"]["message"]
+
+
+async def test_tokens_and_cookies_never_reach_logs_or_error_bodies(client, caplog):
+    caplog.set_level(logging.DEBUG)
+    good = token({"role": "emberlog_anon", "sub": "someone"})
+    forged = good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB")
+    answers = [
+        await client.simulate_get("/api/v1/whoami", headers=bearer(good)),
+        await client.simulate_get("/api/v1/whoami", headers=bearer(forged)),
+        await client.simulate_get("/api/v1/whoami", headers={"Cookie": f"emberlog_token={forged}"}),
+        await client.simulate_post("/api/v1/incidents", json={}, headers=bearer(forged)),
+    ]
+    assert [a.status_code for a in answers] == [200, 401, 401, 401]
+    for secret in (good, forged, good.split(".")[2], forged.split(".")[2]):
+        assert secret not in caplog.text
+        assert all(secret not in a.text for a in answers)
