@@ -21,6 +21,7 @@ from psycopg_pool import PoolTimeout
 log = logging.getLogger(__name__)
 
 CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+PT_STATUS = re.compile(r"^PT[0-9]{3}$")
 CLIENT_CLASSES = ("22", "23")
 UNAVAILABLE_CLASSES = ("08", "53", "57P", "40", "55P03")
 DEFAULT_CODES = {
@@ -63,18 +64,25 @@ class ApiError(Exception):
         )
 
 
+def phrase(status: int) -> str:
+    """The reason phrase of a status; a plain one for statuses HTTP does not name."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        classes = {1: "Informational", 2: "Success", 3: "Redirection", 4: "Client error"}
+        return classes.get(status // 100, "Server error")
+
+
 def default_code(status: int) -> str:
+    """A code matching CODE for any status: "I'm a Teapot" -> "i_m_a_teapot"."""
     if status in DEFAULT_CODES:
         return DEFAULT_CODES[status]
-    try:
-        return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
-    except ValueError:
-        return "error"
+    return re.sub(r"[^a-z0-9]+", "_", phrase(status).lower()).strip("_") or "error"
 
 
 def status_for_sqlstate(sqlstate: str, authenticated: bool = False) -> int:
     """DESIGN.md §4: the HTTP status for a SQLSTATE."""
-    if sqlstate.startswith("PT") and sqlstate[2:].isdigit() and 100 <= int(sqlstate[2:]) <= 599:
+    if PT_STATUS.match(sqlstate) and 100 <= int(sqlstate[2:]) <= 599:
         return int(sqlstate[2:])
     if sqlstate in ("23505", "23503"):
         return 409
@@ -120,7 +128,7 @@ def from_database(exc: psycopg.Error, authenticated: bool = False) -> ApiError:
     if status >= 500:
         return server_error(status, exc)
     hint = exc.diag.message_hint or ""
-    message = exc.diag.message_primary or HTTPStatus(status).phrase
+    message = exc.diag.message_primary or phrase(status)
     return ApiError(
         status, message, hint if CODE.match(hint) else None, _details(exc.diag, sqlstate)
     )
@@ -145,7 +153,7 @@ def from_falcon(exc: falcon.HTTPError) -> ApiError:
     """Falcon's own errors (unknown path, bad header...) in our shape."""
     status = int(exc.status_code)
     headers = dict(exc.headers or {})
-    message = exc.description or exc.title or HTTPStatus(status).phrase
+    message = exc.description or exc.title or phrase(status)
     return ApiError(status, message, headers=headers)
 
 
