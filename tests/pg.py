@@ -23,6 +23,7 @@ __all__ = [
     "drop_database",
     "empty_tables",
     "issue_key",
+    "running",
     "start_embedded",
 ]
 
@@ -94,6 +95,17 @@ def issue_key(
     name = name or f"test-{uuid.uuid4().hex[:10]}"
     row = conn.execute(
         "select auth.create_api_key(%s, %s, %s::timestamptz)", (name, role, expires)
+    ).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def running(conn: psycopg.Connection, function: str) -> int:
+    """How many other sessions are running a call of this (unqualified) function now."""
+    row = conn.execute(
+        "select count(*) from pg_stat_activity where state = 'active'"
+        " and query like %s and pid <> pg_backend_pid()",
+        (f'%"{function}"(%',),
     ).fetchone()
     assert row is not None
     return row[0]

@@ -8,6 +8,7 @@ import threading
 import httpx
 import psycopg
 
+from tests import pg
 from tests.e2e.conftest import wait_until
 from tests.incidents import payload
 
@@ -184,12 +185,6 @@ def test_cli_creates_lists_and_revokes_api_keys(serve, fault_database):
     assert bad.returncode == 1 and "superuser" in bad.stderr
 
 
-SLEEPING = (
-    "select count(*) from pg_stat_activity where state = 'active'"
-    """ and query like '%%"slow"(%%' and pid <> pg_backend_pid()"""
-)
-
-
 def test_a_query_is_cancelled_when_its_client_leaves(serve, fault_database):
     app = serve()
     with psycopg.connect(fault_database, autocommit=True) as db:
@@ -204,11 +199,11 @@ def test_a_query_is_cancelled_when_its_client_leaves(serve, fault_database):
             wait_until(lambda: app.http.get("/api/v1/slow?seconds=0").status_code == 200)
             leaving = threading.Thread(target=leave_after, args=(app.base, 1.0))
             leaving.start()
-            wait_until(lambda: db.execute(SLEEPING).fetchone()[0] == 1)  # it runs...
+            wait_until(lambda: pg.running(db, "slow") == 1)  # it runs...
             leaving.join()
             # ...and stops once the client has gone, long before its 4 seconds are up
-            wait_until(lambda: db.execute(SLEEPING).fetchone()[0] == 0, timeout=2.5)
-            assert '"status": 499' in app.log_path.read_text()
+            wait_until(lambda: pg.running(db, "slow") == 0, timeout=2.5)
+            wait_until(lambda: '"status": 499' in app.log_path.read_text())
             assert app.http.get("/api/v1/slow?seconds=0").status_code == 200
         finally:
             db.execute("drop function api.slow(float); notify emberlog_reload")
