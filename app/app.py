@@ -133,12 +133,9 @@ class OpenApi:
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         state = self.state
-        if state.routes is None:
-            raise errors.ApiError(
-                503, "the route table is not loaded yet", headers={"Retry-After": "1"}
-            )
+        table = state.require_routes()
         if self.cached is None or self.cached[0] != state.reloads:
-            reloads, table = state.reloads, state.routes
+            reloads = state.reloads
             anon = state.settings.anon_role
             anonymous = {
                 f"{r.schema}.{r.function}": await state.may_execute(r, anon) for r in table.routes

@@ -26,7 +26,7 @@ from typing import Any
 from falcon.asgi import Request
 from psycopg_pool import AsyncConnectionPool
 
-from .clients import client_address, within
+from .clients import of_request, within
 from .errors import ApiError
 from .settings import Settings
 from .tokens import InvalidToken, TokenVerifier, role_claim
@@ -97,8 +97,7 @@ class Authenticator:
     def _without_credentials(self, req: Request) -> Identity:
         settings = self.settings
         if req.method not in SAFE_METHODS and settings.trusted_ingest_networks:
-            forwarded_for = req.get_header("X-Forwarded-For")
-            address = client_address(req.scope, forwarded_for, settings.trusted_proxies)
+            address = of_request(req, settings.trusted_proxies)
             if address is not None and within(address, settings.trusted_ingest_networks):
                 role = settings.ingest_role
                 claims = {"role": role, "client_address": str(address)}

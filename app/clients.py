@@ -13,6 +13,8 @@ import ipaddress
 from collections.abc import Iterable
 from typing import Any
 
+from falcon.asgi import Request
+
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -59,3 +61,12 @@ def client_address(
         if not within(address, proxies):
             return address
     return address  # every hop a trusted proxy: the leftmost is as far as we can see
+
+
+def of_request(req: Request, proxies: tuple[Network, ...]) -> Address | None:
+    """client_address for this request, worked out once (the rate limit and the trusted
+    networks both ask)."""
+    if "client_address" not in req.context:
+        forwarded_for = req.get_header("X-Forwarded-For")
+        req.context.client_address = client_address(req.scope, forwarded_for, proxies)
+    return req.context.client_address

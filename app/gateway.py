@@ -83,15 +83,10 @@ class Gateway:
     def __init__(self, state: AppState) -> None:
         self.state = state
 
-    def _table(self) -> RouteTable:
-        if self.state.routes is None:
-            raise ApiError(503, "the route table is not loaded yet", headers={"Retry-After": "1"})
-        return self.state.routes
-
     async def __call__(self, req: Request, resp: Response, **_: Any) -> None:
         if "\x00" in req.path:
             raise ApiError(400, "the path contains a NUL character")
-        table = self._table()
+        table = self.state.require_routes()
         if req.method == "OPTIONS":
             return self._options(table, req, resp)
         match = table.match(req.method, req.path)

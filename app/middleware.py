@@ -13,7 +13,7 @@ from typing import Any
 
 from falcon.asgi import Request, Response
 
-from .clients import client_address
+from .clients import of_request
 from .errors import ApiError
 from .limits import RateLimits
 from .settings import Settings
@@ -92,9 +92,7 @@ class Limits:
         if req.method == "OPTIONS" or req.path in EXEMPT_PATHS:
             return
         if self.limits.per_address is not None:
-            forwarded_for = req.get_header("X-Forwarded-For")
-            address = client_address(req.scope, forwarded_for, self.settings.trusted_proxies)
-            self.limits.check_address(address)
+            self.limits.check_address(of_request(req, self.settings.trusted_proxies))
 
     def _check_headers(self, headers: Sequence[tuple[bytes | str, bytes | str]]) -> None:
         settings = self.settings

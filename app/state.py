@@ -12,6 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 from . import calls, routes
 from .auth import Authenticator
 from .calls import Context
+from .errors import ApiError
 from .limits import RateLimits
 from .listener import Listener
 from .metrics import Metrics
@@ -59,6 +60,12 @@ class AppState:
     def require_pool(self) -> AsyncConnectionPool:
         assert self.pool is not None, "the pool opens at start-up"
         return self.pool
+
+    def require_routes(self) -> RouteTable:
+        """The route table, or a 503 the client may retry while it is not loaded yet."""
+        if self.routes is None:
+            raise ApiError(503, "the route table is not loaded yet", headers={"Retry-After": "1"})
+        return self.routes
 
     def require_streams(self) -> Streams:
         assert self.streams is not None, "the streams start at start-up"

@@ -26,15 +26,13 @@ class Watch:
 
     __slots__ = ("hub", "receive", "sub")
 
-    def __init__(self, receive: Callable[[], Awaitable[dict[str, Any]]] | None = None) -> None:
+    def __init__(self) -> None:
         self.hub: Hub | None = None
         self.sub: Subscriber | None = None
-        self.receive = receive
+        self.receive: Callable[[], Awaitable[dict[str, Any]]] | None = None  # set by the app
 
     async def until_disconnect(self) -> None:
         """Return when the client has gone (call only after the body has been read)."""
-        if self.receive is None:
-            await asyncio.Event().wait()  # never: nothing to watch
         assert self.receive is not None
         while (await self.receive())["type"] != "http.disconnect":
             pass
@@ -63,6 +61,9 @@ async def unless_client_leaves(req: Request, work: Awaitable[T]) -> T:
     gone = asyncio.ensure_future(watch.until_disconnect())
     try:
         await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # this request itself cancelled (e.g. shutdown): so is its query
+        task.cancel()
+        raise
     finally:
         gone.cancel()
     if not task.done():
