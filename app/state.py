@@ -138,6 +138,6 @@ class AppState:
         return await calls.read_rows(  # type: ignore[return-value]
             self.require_pool(),
             calls.stream_statement(route),
-            (after, limit),
+            {"after_id": after, "limit": limit},
             context or self.stream_context(route),
         )
