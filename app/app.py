@@ -193,7 +193,7 @@ def create_app(settings: Settings | None = None) -> EmberlogApp:
     app = EmberlogApp(
         middleware=[
             Lifespan(state),
-            RequestLog(),
+            RequestLog(settings.access_log, settings.access_log_slow_ms),
             SecurityHeaders(),
             Limits(settings, state.limits),
             falcon.CORSMiddleware(allow_origins=cors_origins, expose_headers=EXPOSED_HEADERS),

@@ -40,6 +40,8 @@ class Settings:
     pool_timeout: float = 5.0
     health_timeout: float = 2.0
     log_level: str = "INFO"
+    access_log: str = "errors"  # all | errors (status >= 400, or slow) | off
+    access_log_slow_ms: float = 1000.0
     audio_base_url: str | None = None
     stream_mode: str = "auto"
     stream_poll_interval: float = 1.0
@@ -103,6 +105,7 @@ def _rate(env: Mapping[str, str], name: str, default: float) -> float:
 
 
 STREAM_MODES = ("auto", "listen", "poll")
+ACCESS_LOGS = ("all", "errors", "off")
 MIN_SECRET_LENGTH = 32  # HS256 with a short secret can be brute-forced offline
 
 
@@ -179,6 +182,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         pool_timeout=_float(env, "POOL_TIMEOUT", 5.0),
         health_timeout=_float(env, "HEALTH_TIMEOUT", 2.0),
         log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
+        access_log=_choice(env, "ACCESS_LOG", "errors", ACCESS_LOGS),
+        access_log_slow_ms=_float(env, "ACCESS_LOG_SLOW_MS", 1000.0),
         audio_base_url=env.get("AUDIO_BASE_URL") or None,
         stream_mode=_choice(env, "STREAM_MODE", "auto", STREAM_MODES),
         stream_poll_interval=_float(env, "STREAM_POLL_INTERVAL", 1.0),

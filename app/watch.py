@@ -53,21 +53,36 @@ CLIENT_GONE = 499  # nginx's "client closed request": only ever seen in the logs
 
 async def unless_client_leaves(req: Request, work: Awaitable[T]) -> T:
     """Await work; if the client disconnects first, cancel it (psycopg then cancels the
-    running query in the server, and the transaction rolls back) and answer 499."""
+    running query in the server, and the transaction rolls back) and answer 499.
+
+    The work runs in the request's own task (so a request cancelled, e.g. at shutdown,
+    cancels its query too); one small task waits for the disconnect and cancels it."""
     watch = req.scope.get(WATCH_KEY)
-    if not isinstance(watch, Watch) or watch.receive is None:
+    request = asyncio.current_task()
+    if not isinstance(watch, Watch) or watch.receive is None or request is None:
         return await work
-    task = asyncio.ensure_future(work)
-    gone = asyncio.ensure_future(watch.until_disconnect())
+    left = False
+
+    async def guard() -> None:
+        nonlocal left
+        await watch.until_disconnect()
+        left = True
+        request.cancel()
+
+    guarding = asyncio.ensure_future(guard())
     try:
-        await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
-    except BaseException:  # this request itself cancelled (e.g. shutdown): so is its query
-        task.cancel()
-        raise
+        result = await work
+    except asyncio.CancelledError:
+        if not left:
+            raise  # cancelled by someone else: let it through
+        raise _gone(request) from None
     finally:
-        gone.cancel()
-    if not task.done():
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        raise ApiError(CLIENT_GONE, "the client closed the request", "client_closed_request")
-    return task.result()
+        guarding.cancel()
+    if left:  # gone while the work finished anyway: nobody to answer
+        raise _gone(request)
+    return result
+
+
+def _gone(request: asyncio.Task[Any]) -> ApiError:
+    request.uncancel()  # the cancel was ours; the 499 ends the request instead
+    return ApiError(CLIENT_GONE, "the client closed the request", "client_closed_request")

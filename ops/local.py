@@ -46,7 +46,7 @@ def issue_ingest_key(database_url: str) -> str:
     return row[0]
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -61,13 +61,16 @@ def _new_database(server_url: str) -> str:
     return url
 
 
-def _wait_ready(base: str, server: subprocess.Popen[bytes], timeout: float = 30) -> None:
+def wait_ready(
+    base: str, server: subprocess.Popen[bytes], timeout: float = 30, path: str = "/readyz"
+) -> None:
+    """Until GET base+path answers 200; fails if the server exits or the time runs out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise RuntimeError(f"the server exited with {server.returncode}")
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{base}/readyz").status_code == 200:
+            if httpx.get(f"{base}{path}").status_code == 200:
                 return
         time.sleep(0.1)
     raise RuntimeError(f"the server was not ready in {timeout} s")
@@ -78,7 +81,7 @@ def local_server(directory: Path, **env: str) -> Iterator[LocalServer]:
     """Everything started under `directory`; stopped (SIGTERM) on the way out."""
     pg = EmbeddedPostgres(directory / "pg")
     database_url = _new_database(pg.start())
-    port = _free_port()
+    port = free_port()
     environ = {**os.environ, "DATABASE_URL": database_url, "PORT": str(port), **env}
     log_path = directory / "server.log"
     with log_path.open("wb") as log:
@@ -91,7 +94,7 @@ def local_server(directory: Path, **env: str) -> Iterator[LocalServer]:
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(base, server)
+        wait_ready(base, server)
         yield LocalServer(base, server.pid, database_url, issue_ingest_key(database_url), log_path)
     finally:
         server.terminate()

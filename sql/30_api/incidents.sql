@@ -102,6 +102,13 @@ $$;
 comment on function api.get_incident(bigint) is
 E'@http GET /api/v1/incidents/{id}\nOne incident by id; 404 when there is none.';
 
+create view api.incident_count as
+select sum(c.incidents)::bigint as incidents
+from data.incident_counts as c;
+
+comment on view api.incident_count is
+'How many incidents there are, without counting them: the sum of the trigger-maintained shards in data.incident_counts.';
+
 create function api.list_incidents(
     from_dispatched_at timestamptz default null,
     to_dispatched_at timestamptz default null,
@@ -115,15 +122,26 @@ create function api.list_incidents(
 )
 returns json
 language plpgsql
-stable
+-- volatile only because PostgreSQL allows EXPLAIN (the estimated total) in no other
+-- kind of function. It writes nothing; as a GET route it runs read-only.
+volatile
 as $$
-#variable_conflict use_column
 declare
     -- address_search is a plain substring: escape ilike's wildcards and its escape character.
     address_pattern text := '%' || replace(replace(replace(
         list_incidents.address_search, '\', '\\'), '%', '\%'), '_', '\_') || '%';
     query tsquery := websearch_to_tsquery('english', nullif(trim(list_incidents.q), ''));
-    result json;
+    skip bigint := (list_incidents.page - 1)::bigint * list_incidents.page_size;
+    exact_limit bigint := coalesce(
+        nullif(current_setting('emberlog.exact_count_limit', true), '')::bigint, 1000
+    );
+    filters text[] := '{}';
+    condition text := '';
+    items json;
+    shown integer;
+    total bigint;
+    exact boolean := true;
+    plan json;
 begin
     if page is null or page < 1 then
         raise sqlstate 'PT400' using
@@ -137,35 +155,61 @@ begin
             detail = '{"field": "page_size"}',
             hint = 'invalid_parameter';
     end if;
-    with matches as (
-        select i.*
-        from api.incidents as i
-        where (list_incidents.from_dispatched_at is null or i.dispatched_at >= list_incidents.from_dispatched_at)
-            and (list_incidents.to_dispatched_at is null or i.dispatched_at <= list_incidents.to_dispatched_at)
-            and (list_incidents.incident_type is null or i.incident_type = list_incidents.incident_type)
-            and (list_incidents.channel is null or i.channel = list_incidents.channel)
-            and (coalesce(cardinality(list_incidents.units), 0) = 0 or i.units && list_incidents.units)
-            and (list_incidents.address_search is null or i.address ilike address_pattern)
-            and (query is null or i.search_vector @@ query)
-    ),
+    -- Only the filters given, so each combination is planned for its own indexes. The
+    -- values are bound ($1..$7), never spliced into the text.
+    if from_dispatched_at is not null then filters := array_append(filters, 'i.dispatched_at >= $1'); end if;
+    if to_dispatched_at is not null then filters := array_append(filters, 'i.dispatched_at <= $2'); end if;
+    if list_incidents.incident_type is not null then filters := array_append(filters, 'i.incident_type = $3'); end if;
+    if list_incidents.channel is not null then filters := array_append(filters, 'i.channel = $4'); end if;
+    if coalesce(cardinality(list_incidents.units), 0) > 0 then filters := array_append(filters, 'i.units && $5'); end if;
+    if address_search is not null then filters := array_append(filters, 'i.address ilike $6'); end if;
+    if query is not null then filters := array_append(filters, 'i.search_vector @@ $7'); end if;
+    if cardinality(filters) > 0 then
+        condition := ' where ' || array_to_string(filters, ' and ');
+    end if;
 
-    paged as (
-        select m.*
-        from matches as m
-        order by m.dispatched_at desc, m.id desc
-        limit page_size offset (page - 1)::bigint * page_size
-    )
+    execute 'select coalesce(json_agg(api.incident_json(p::api.incidents)'
+        || ' order by p.dispatched_at desc, p.id desc), ''[]''), count(*)'
+        || ' from (select i.* from api.incidents as i' || condition
+        || ' order by i.dispatched_at desc, i.id desc limit $8 offset $9) as p'
+    into items, shown
+    using from_dispatched_at, to_dispatched_at, list_incidents.incident_type,
+        list_incidents.channel, list_incidents.units, address_pattern, query,
+        list_incidents.page_size, skip;
 
-    select json_build_object(
-        'items', coalesce(
-            (select json_agg(api.incident_json(p::api.incidents) order by p.dispatched_at desc, p.id desc) from paged as p),
-            '[]'::json
-        ),
-        'total', (select count(*) from matches),
+    -- The total, without counting a million rows per request:
+    if shown between 1 and page_size - 1 or (shown = 0 and skip = 0) then
+        total := skip + shown;  -- the last page: nothing to count
+    elsif condition = '' then
+        select c.incidents into total from api.incident_count as c;  -- trigger-maintained
+    else
+        -- The planner's estimate; counted exactly (at most exact_limit + 1 rows) only
+        -- when the estimate is small enough to be worth it.
+        execute 'explain (format json) select from api.incidents as i' || condition into plan
+        using from_dispatched_at, to_dispatched_at, list_incidents.incident_type,
+            list_incidents.channel, list_incidents.units, address_pattern, query;
+        total := greatest((plan -> 0 -> 'Plan' ->> 'Plan Rows')::bigint, skip + shown);
+        exact := total <= exact_limit;
+        if exact then
+            execute 'select count(*) from (select from api.incidents as i' || condition
+                || ' limit $8) as m'
+            into total
+            using from_dispatched_at, to_dispatched_at, list_incidents.incident_type,
+                list_incidents.channel, list_incidents.units, address_pattern, query,
+                exact_limit + 1;
+            if total > exact_limit then
+                exact := false;  -- the estimate was low: say "more than exact_limit"
+            end if;
+        end if;
+    end if;
+
+    return json_build_object(
+        'items', items,
+        'total', total,
+        'total_exact', exact,
         'page', page,
         'page_size', page_size
-    ) into result;
-    return result;
+    );
 end
 $$;
 
@@ -175,7 +219,7 @@ comment on function api.list_incidents(
 E'@http GET /api/v1/incidents\n'
 '@param page {"minimum": 1}\n'
 '@param page_size {"minimum": 1, "maximum": 200}\n'
-'Incidents newest first, filtered and paged. units matches any of the given units; address_search is a case-insensitive substring; q is full-text over type, address and transcript. total counts every match.';
+'Incidents newest first, filtered and paged. units matches any of the given units; address_search is a case-insensitive substring; q is full-text over type, address and transcript. total counts the matches: exactly without filters (a trigger-maintained count) and for up to emberlog.exact_count_limit matches (default 1000); above that it is the planner''s estimate and total_exact is false.';
 
 create function api.create_incident(payload jsonb)
 returns jsonb

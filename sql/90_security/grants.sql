@@ -12,11 +12,11 @@ alter default privileges revoke execute on functions from public;
 grant usage on schema api to emberlog_anon, emberlog_ingest, emberlog_reader;
 
 -- psql users: read the views and the incident stream, nothing else.
-grant select on api.incidents, api.recent_incidents to emberlog_reader;
+grant select on api.incidents, api.recent_incidents, api.incident_count to emberlog_reader;
 grant execute on function api.incident_events(bigint, integer) to emberlog_reader;
 
 -- Anonymous web requests: the read routes.
-grant select on api.incidents, api.recent_incidents to emberlog_anon;
+grant select on api.incidents, api.recent_incidents, api.incident_count to emberlog_anon;
 grant execute on function
 api.iso8601(timestamptz),
 api.audio_url(text),

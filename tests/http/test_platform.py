@@ -7,6 +7,7 @@ import dataclasses
 
 import pytest
 
+from app.settings import SettingsError, from_env
 from tests.conftest import app_client
 
 CUSTOM_ROUTE = """
@@ -136,15 +137,41 @@ async def test_request_id_is_honoured_or_generated(client):
     assert hostile.headers["x-request-id"] != "a b\u00e9"
 
 
-async def test_one_json_log_line_per_request(client, caplog):
+async def test_one_json_log_line_per_request(settings, db, caplog):
     caplog.set_level("INFO", logger="emberlog.request")
-    await client.simulate_get("/api/v1/incidents/", headers={"X-Request-ID": "log-me"})
+    async with app_client(dataclasses.replace(settings, access_log="all")) as client:
+        await client.simulate_get("/api/v1/incidents/", headers={"X-Request-ID": "log-me"})
     records = [r for r in caplog.records if r.name == "emberlog.request"]
     assert len(records) == 1
     record = records[0]
     assert (record.method, record.path, record.status) == ("GET", "/api/v1/incidents", 200)
     assert record.request_id == "log-me" and record.duration_ms >= 0
     assert record.route == "/api/v1/incidents"
+
+
+@pytest.mark.parametrize(
+    ("mode", "slow_ms", "logged"),
+    [
+        ("errors", 1000.0, [404]),  # the default: failures only...
+        ("errors", 0.0, [200, 404]),  # ...and anything slower than ACCESS_LOG_SLOW_MS
+        ("off", 0.0, []),
+    ],
+)
+async def test_access_log_modes(settings, db, caplog, mode, slow_ms, logged):
+    caplog.set_level("INFO", logger="emberlog.request")
+    chosen = dataclasses.replace(settings, access_log=mode, access_log_slow_ms=slow_ms)
+    async with app_client(chosen) as client:
+        assert (await client.simulate_get("/api/v1/incidents")).status_code == 200
+        assert (await client.simulate_get("/api/v1/nothing")).status_code == 404
+    records = [r for r in caplog.records if r.name == "emberlog.request"]
+    assert [r.status for r in records] == logged
+
+
+def test_access_log_setting():
+    assert from_env({}).access_log == "errors"
+    assert from_env({"ACCESS_LOG": "ALL"}).access_log == "all"
+    with pytest.raises(SettingsError):
+        from_env({"ACCESS_LOG": "verbose"})
 
 
 async def test_get_routes_run_read_only(client, db):

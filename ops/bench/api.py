@@ -1,0 +1,458 @@
+"""make bench: the API's throughput and latency under wrk, beside what PostgreSQL alone
+and a bare Falcon handler do on the same machine, in the same run.
+
+1. A throwaway stack (embedded PostgreSQL, `emberlog-api serve` with WORKERS = cores, the
+   production defaults, rate limits off: all load comes from one address) and BENCH_ROWS
+   seeded incidents (ops/bench/seed.sql, reproducible).
+2. wrk, 32 connections, a warm-up that is thrown away, then DURATION seconds per
+   scenario: healthz, get_by_id, list, list_filtered, list_search, create; the bare
+   reference handler (tests/bench/reference.py) on the get_by_id query; pgbench
+   select-only with the same query and connection count: the database's ceiling.
+3. Growth: list, list_filtered and list_search at each size of --sizes, the table grown
+   in place, with the count strategy the responses report.
+4. RSS of each worker after the run; the table printed, and written into README.md
+   between the bench markers (--no-readme to leave it).
+
+    python ops/bench/api.py --rows 20000 --duration 20 --sizes 20000,200000,1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from app.embedded import EmbeddedPostgres  # noqa: E402
+from ops.local import free_port, local_server, wait_ready  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+SCENARIOS = ("healthz", "get_by_id", "list", "list_filtered", "list_search", "create")
+GROWTH_SCENARIOS = ("list", "list_filtered", "list_search")
+TARGETS = {  # req/s on the 2-core reference machine (issue 5)
+    "healthz": 20000,
+    "get_by_id": 4500,
+    "list": 2000,
+    "list_filtered": 1500,
+    "list_search": 1000,
+    "create": 2500,
+}
+P99_TARGET_MS = 50.0
+README_BEGIN = "<!-- bench:begin (make bench writes this block) -->"
+README_END = "<!-- bench:end -->"
+PK_QUERY = "select api.incident_json(i)::text from api.incidents as i where i.id = {id}"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One wrk (or pgbench) measurement."""
+
+    name: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int  # status >= 400 plus socket errors (wrk); failed transactions (pgbench)
+
+
+# -- the load generators --------------------------------------------------------------
+
+
+def require_wrk() -> str:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        sys.exit(
+            "make bench needs wrk, the HTTP load generator. Install it with\n"
+            "  sudo apt-get install wrk     (Debian, Ubuntu)\n"
+            "  brew install wrk             (macOS)\n"
+            "or build it from https://github.com/wg/wrk, then run make bench again."
+        )
+    return wrk
+
+
+def wrk(base: str, scenario: str, seconds: float, args: argparse.Namespace, **env: str) -> Run:
+    """One wrk run of a scenario of scenarios.lua; its done() prints a JSON line."""
+    command = [
+        args.wrk,
+        f"-t{args.threads}",
+        f"-c{args.connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--latency",
+        "-s",
+        str(HERE / "scenarios.lua"),
+        base,
+    ]
+    environ = {**os.environ, "BENCH_SCENARIO": scenario, **env}
+    out = subprocess.run(command, env=environ, capture_output=True, text=True, check=True).stdout
+    line = next(x for x in reversed(out.splitlines()) if x.startswith("{"))
+    stats = json.loads(line)
+    seconds_run = stats["duration_us"] / 1e6
+    return Run(
+        scenario,
+        stats["requests"] / seconds_run,
+        stats["p50_us"] / 1000,
+        stats["p99_us"] / 1000,
+        stats["status_errors"] + stats["socket_errors"],
+    )
+
+
+def measure(base: str, scenario: str, args: argparse.Namespace, **env: str) -> Run:
+    """Warm-up (thrown away), then the measured run."""
+    if args.warmup > 0:
+        wrk(base, scenario, args.warmup, args, **env)
+    return wrk(base, scenario, args.duration, args, **env)
+
+
+def pgbench(database_url: str, rows: int, args: argparse.Namespace, workdir: Path) -> Run:
+    """The database's ceiling: the get_by_id query with pgbench, same connection count."""
+    script = workdir / "get_by_id.sql"
+    script.write_text(f"\\set id random(1, {rows})\n{PK_QUERY.format(id=':id')};\n")
+    command = [
+        str(EmbeddedPostgres.bin_path("pgbench")),
+        "--no-vacuum",
+        "--protocol=prepared",
+        f"--client={args.connections}",
+        f"--jobs={args.threads}",
+        f"--time={max(1, round(args.duration))}",
+        "--report-per-command",
+        f"--file={script}",
+        database_url,
+    ]
+    if args.warmup > 0:
+        warm = [*command]
+        warm[warm.index(f"--time={max(1, round(args.duration))}")] = f"--time={round(args.warmup)}"
+        subprocess.run(warm, capture_output=True, check=True)
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    tps = float(re.search(r"tps = ([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    latency = float(re.search(r"latency average = ([\d.]+) ms", out).group(1))  # type: ignore[union-attr]
+    failed = re.search(r"number of failed transactions: (\d+)", out)
+    return Run("pgbench", tps, latency, float("nan"), int(failed.group(1)) if failed else 0)
+
+
+# -- the data ----------------------------------------------------------------------------
+
+
+def grow(database_url: str, rows: int) -> float:
+    """Append seeded incidents until there are `rows`; returns the seconds it took.
+    Triggers are off for the load (no stream event per seeded row); the trigger-kept
+    count is rebuilt after it, and the statistics refreshed."""
+    started = time.perf_counter()
+    seed = (HERE / "seed.sql").read_text()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        (have,) = conn.execute("select count(*) from data.incidents").fetchone()  # type: ignore[misc]
+        if have >= rows:
+            return 0.0
+        with conn.transaction():
+            conn.execute("set local session_replication_role = replica")
+            conn.execute(seed, {"first": have + 1, "last": rows})  # type: ignore[arg-type]
+        conn.execute("select internal.recount_incidents()")
+        conn.execute("vacuum analyze data.incidents")
+    return time.perf_counter() - started
+
+
+def count_strategy(base: str) -> str:
+    """What the list responses say about their totals, per scenario kind."""
+    kinds = []
+    for label, query in (
+        ("list", "page_size=50"),
+        ("filtered", "page_size=50&incident_type=Structure%20Fire&units=E1"),
+        ("search", "page_size=50&q=smoke"),
+    ):
+        body = httpx.get(f"{base}/api/v1/incidents?{query}", timeout=30).json()
+        kinds.append(f"{label}: {'exact' if body.get('total_exact', True) else 'estimate'}")
+    return ", ".join(kinds)
+
+
+# -- the servers ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def reference_server(database_url: str, workers: int, log_path: Path) -> Iterator[str]:
+    """tests/bench/reference.py under uvicorn, with the API's worker count."""
+    port = free_port()
+    environ = {**os.environ, "DATABASE_URL": database_url}
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "tests.bench.reference:app",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(command, cwd=ROOT, env=environ, stdout=log, stderr=log)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, server, path="/incidents/1")
+        yield base
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def workers(pid: int) -> list[int]:
+    """uvicorn's worker processes: the supervisor's children but its resource tracker
+    (with one worker, uvicorn serves in the supervisor process itself)."""
+    children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    found = [
+        child
+        for child in children
+        if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes()
+    ]
+    return found or [pid]
+
+
+def rss_mb(pid: int) -> float:
+    match = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+    return int(match.group(1)) / 1024 if match else float("nan")
+
+
+# -- the report ------------------------------------------------------------------------------
+
+
+def ratio(part: float, whole: float) -> str:
+    return f"{100 * part / whole:.0f} %" if whole else "-"
+
+
+def report(
+    runs: dict[str, Run],
+    growth: list[tuple[int, str, dict[str, Run]]],
+    rss: list[float],
+    args: argparse.Namespace,
+) -> str:
+    healthz, ceiling, reference = runs["healthz"], runs["pgbench"], runs["reference"]
+    lines = [
+        f"Measured {datetime.date.today().isoformat()} on {machine()}; "
+        f"`make bench` (BENCH_ROWS={args.rows}, WORKERS={args.workers}, wrk -t{args.threads} "
+        f"-c{args.connections}, {args.warmup:g} s warm-up, {args.duration:g} s per scenario).",
+        "",
+        "| scenario | req/s | target | p50 ms | p99 ms | non-2xx | vs healthz | vs PostgreSQL |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in SCENARIOS:
+        run = runs[name]
+        lines.append(
+            f"| {name} | {run.rps:,.0f} | {TARGETS[name]:,} | {run.p50_ms:.2f} | "
+            f"{run.p99_ms:.2f} | {run.errors} | {ratio(run.rps, healthz.rps)} | "
+            f"{ratio(run.rps, ceiling.rps)} |"
+        )
+    lines += [
+        f"| reference handler (get by id) | {reference.rps:,.0f} | - | {reference.p50_ms:.2f} | "
+        f"{reference.p99_ms:.2f} | {reference.errors} | {ratio(reference.rps, healthz.rps)} | "
+        f"{ratio(reference.rps, ceiling.rps)} |",
+        f"| PostgreSQL alone (pgbench, get by id) | {ceiling.rps:,.0f} | - | "
+        f"{ceiling.p50_ms:.2f} (mean) | - | {ceiling.errors} | - | 100 % |",
+        "",
+        f"get_by_id through the whole stack is **{ratio(runs['get_by_id'].rps, reference.rps)}** "
+        "of the bare reference handler (target: 75 %). "
+        f"Worker RSS after the run: {', '.join(f'{r:.0f} MB' for r in rss)} (target: < 80 MB).",
+        "",
+        "| incidents | scenario | p50 ms | p99 ms | req/s | count strategy |",
+        "|---:|---|---:|---:|---:|---|",
+    ]
+    for rows, strategy, grown in growth:
+        for name in GROWTH_SCENARIOS:
+            run = grown[name]
+            kind = dict(s.split(": ") for s in strategy.split(", "))[
+                {"list": "list", "list_filtered": "filtered", "list_search": "search"}[name]
+            ]
+            lines.append(
+                f"| {rows:,} | {name} | {run.p50_ms:.2f} | {run.p99_ms:.2f} | "
+                f"{run.rps:,.0f} | {kind} |"
+            )
+    if growth:
+        first, last = growth[0], growth[-1]
+        ratios = ", ".join(
+            f"{name} {last[2][name].p50_ms / first[2][name].p50_ms:.2f}x"
+            for name in GROWTH_SCENARIOS
+        )
+        lines += ["", f"p50 at {last[0]:,} vs {first[0]:,} incidents: {ratios} (target: <= 2x)."]
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    system = f"{platform.system()} {platform.release()}"
+    return f"{os.cpu_count()} cores ({cpu}), {system}, Python {platform.python_version()}"
+
+
+def write_readme(table: str) -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    if README_BEGIN not in text or README_END not in text:
+        print("README.md has no bench markers; table not written", file=sys.stderr)
+        return
+    head, rest = text.split(README_BEGIN, 1)
+    _, tail = rest.split(README_END, 1)
+    readme.write_text(f"{head}{README_BEGIN}\n{table}\n{README_END}{tail}")
+    print("README.md: results table updated")
+
+
+# -- the run -----------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> str | None:
+    """Everything, in order; the report when every scenario ran (None for a subset)."""
+    env = {
+        "WORKERS": str(args.workers),
+        "RATE_LIMIT_PER_ADDRESS": "0",  # 32 connections from one address
+        "RATE_LIMIT_PER_KEY": "0",
+    }
+    runs: dict[str, Run] = {}
+    growth: list[tuple[int, str, dict[str, Run]]] = []
+    with tempfile.TemporaryDirectory(prefix="emberlog-bench-") as tmp:
+        workdir = Path(tmp)
+        with local_server(workdir, **env) as server:
+            say(f"seeding {args.rows:,} incidents")
+            say(f"  {grow(server.database_url, args.rows):.1f} s")
+            for name in [s for s in args.scenarios if s in SCENARIOS]:
+                with profiling(server.pid, name, args):
+                    runs[name] = measure(
+                        server.base,
+                        name,
+                        args,
+                        BENCH_ROWS=str(args.rows),
+                        BENCH_API_KEY=server.ingest_key,
+                        BENCH_NONCE=uuid.uuid4().hex[:8],
+                    )
+                say(describe(runs[name]))
+            if "reference" in args.scenarios or "get_by_id" in args.scenarios:
+                reference_log = workdir / "reference.log"
+                with reference_server(server.database_url, args.workers, reference_log) as ref:
+                    runs["reference"] = measure(ref, "reference", args, BENCH_ROWS=str(args.rows))
+                say(describe(runs["reference"]))
+                runs["pgbench"] = pgbench(server.database_url, args.rows, args, workdir)
+                say(describe(runs["pgbench"]))
+            rss = [rss_mb(worker) for worker in workers(server.pid)]
+            say("worker RSS: " + ", ".join(f"{r:.1f} MB" for r in rss))
+            for size in args.sizes:
+                say(f"growing to {size:,} incidents")
+                say(f"  {grow(server.database_url, size):.1f} s")
+                grown = {}
+                for name in GROWTH_SCENARIOS:
+                    grown[name] = measure(server.base, name, scaled(args))
+                    say(f"  {describe(grown[name])}")
+                growth.append((size, count_strategy(server.base), grown))
+    complete = all(name in runs for name in (*SCENARIOS, "reference", "pgbench"))
+    return report(runs, growth, rss, args) if complete else None
+
+
+@contextlib.contextmanager
+def profiling(pid: int, scenario: str, args: argparse.Namespace) -> Iterator[None]:
+    """With --profile DIR: py-spy records one worker during the scenario (speedscope)."""
+    if not args.profile:
+        yield
+        return
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    worker = workers(pid)[0]
+    args.profile.mkdir(parents=True, exist_ok=True)
+    output = args.profile / f"{scenario}.speedscope.json"
+    recorder = subprocess.Popen(
+        [
+            spy,
+            "record",
+            "--pid",
+            str(worker),
+            "--format",
+            "speedscope",
+            "--rate",
+            "250",
+            "--output",
+            str(output),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        recorder.send_signal(2)
+        recorder.wait(60)
+        say(f"  profile: {output}")
+
+
+def scaled(args: argparse.Namespace) -> argparse.Namespace:
+    return argparse.Namespace(**{**vars(args), "duration": args.growth_duration})
+
+
+def describe(run: Run) -> str:
+    return (
+        f"{run.name:<14} {run.rps:>9,.0f} req/s  p50 {run.p50_ms:6.2f} ms  "
+        f"p99 {run.p99_ms:6.2f} ms  errors {run.errors}"
+    )
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def sizes(text: str) -> list[int]:
+    return [int(s) for s in text.split(",") if s.strip()]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--rows", type=int, default=int(os.environ.get("BENCH_ROWS", "20000")))
+    cores = os.cpu_count() or 1
+    p.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", cores)))
+    p.add_argument("--duration", type=float, default=20.0, help="seconds per scenario")
+    p.add_argument("--warmup", type=float, default=5.0, help="seconds, thrown away")
+    p.add_argument("--connections", type=int, default=32)
+    p.add_argument("--threads", type=int, default=2, help="wrk threads")
+    p.add_argument(
+        "--sizes",
+        type=sizes,
+        default=sizes(os.environ.get("BENCH_SIZES", "20000,200000,1000000")),
+        help="incident counts for the growth table ('' to skip)",
+    )
+    p.add_argument("--growth-duration", type=float, default=10.0, help="seconds per growth run")
+    p.add_argument(
+        "--scenarios",
+        type=lambda text: tuple(text.split(",")),
+        default=SCENARIOS,
+        help="a subset to measure (the README is then left alone)",
+    )
+    p.add_argument("--profile", type=Path, help="py-spy each scenario's first worker into DIR")
+    p.add_argument("--no-readme", action="store_true", help="print only; leave README.md as is")
+    args = p.parse_args()
+    args.wrk = require_wrk()
+    table = run(args)
+    if table is None:
+        return 0  # a subset: the lines above are the result
+    print()
+    print(table)
+    if not args.no_readme:
+        write_readme(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
