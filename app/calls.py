@@ -16,8 +16,11 @@ with a send of its own): about half the client CPU and half the server CPU per c
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
+import re
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -35,15 +38,15 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 SET_CONTEXT = (
-    "select pg_catalog.set_config('role', %(_role)s, true),"
-    " pg_catalog.set_config('request.jwt.claims', %(_claims)s, true),"
-    " pg_catalog.set_config('request.headers', %(_headers)s, true),"
-    " pg_catalog.set_config('request.method', %(_method)s, true),"
-    " pg_catalog.set_config('request.path', %(_path)s, true),"
-    " pg_catalog.set_config('request.base_url', %(_base_url)s, true),"
-    " pg_catalog.set_config('emberlog.audio_base_url', coalesce(%(_audio_base_url)s::text,"
+    "select pg_catalog.set_config('role', $1, true),"
+    " pg_catalog.set_config('request.jwt.claims', $2, true),"
+    " pg_catalog.set_config('request.headers', $3, true),"
+    " pg_catalog.set_config('request.method', $4, true),"
+    " pg_catalog.set_config('request.path', $5, true),"
+    " pg_catalog.set_config('request.base_url', $6, true),"
+    " pg_catalog.set_config('emberlog.audio_base_url', coalesce($7,"
     " pg_catalog.current_setting('emberlog.audio_base_url', true), ''), true),"
-    " pg_catalog.set_config('statement_timeout', coalesce(%(_statement_timeout)s::text,"
+    " pg_catalog.set_config('statement_timeout', coalesce($8,"
     " pg_catalog.current_setting('statement_timeout')), true)"
 )
 # Reads cannot write, whatever the function tries (as BEGIN READ ONLY would).
@@ -53,6 +56,41 @@ RESPONSE_SETTINGS = (
     ", pg_catalog.current_setting('response.status', true),"
     " pg_catalog.current_setting('response.headers', true)"
 )
+# Literals bound client-side into EXECUTE; the underscored names are SET_CONTEXT's.
+CONTEXT_ARGS = "(%(_role)s, %(_claims)s, %(_headers)s, %(_method)s, %(_path)s, %(_base_url)s,"
+CONTEXT_ARGS += " %(_audio_base_url)s, %(_statement_timeout)s)"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A statement prepared by name on each pooled connection (PREPARE, once), then
+    run with EXECUTE inside the request's message: parsed and planned once per
+    connection instead of once per request."""
+
+    name: str
+    definition: str  # PREPARE name (types) AS statement
+    execute: str  # EXECUTE name(...), with psycopg's named placeholders
+
+    @classmethod
+    def of(cls, label: str, statement: str, types: str, arguments: str) -> Prepared:
+        """Named after what it runs (pg_stat_activity shows "execute emberlog_<label>_...",
+        so a DBA still sees which function a session is in), and a digest of it."""
+        digest = hashlib.blake2b(f"{types}|{statement}".encode(), digest_size=8).hexdigest()
+        name = f"emberlog_{re.sub(r'[^a-z0-9_]', '', label.lower())[:36]}_{digest}"
+        return cls(name, f"prepare {name} ({types}) as {statement}", f"execute {name}{arguments}")
+
+
+CONTEXT = {
+    read_only: Prepared.of(
+        "context",
+        SET_CONTEXT + (READ_ONLY if read_only else ""),
+        ", ".join(["text"] * 8),
+        CONTEXT_ARGS,
+    )
+    for read_only in (True, False)
+}
+PREPARED_LIMIT = 500  # per connection; past it, DEALLOCATE ALL and start again
+AS_ROLE = "select pg_catalog.set_config('role', %(role)s, true)"
 
 
 @dataclass(frozen=True)
@@ -95,7 +133,7 @@ class Call:
         arg = self.route.body_argument
         return arg.name if arg is not None and self.body is not None else None
 
-    def statement(self) -> str:
+    def statement(self) -> Prepared:
         return call_statement(self.route, tuple(sorted(self.values)), self.body_argument)
 
     def params(self) -> dict[str, Any]:
@@ -112,7 +150,7 @@ class Result:
 
 
 @lru_cache(maxsize=1024)
-def call_statement(route: Route, names: tuple[str, ...], body_arg: str | None) -> str:
+def call_statement(route: Route, names: tuple[str, ...], body_arg: str | None) -> Prepared:
     """``select to_json(schema.fn(a => _.a, ...))::text from jsonb_to_record(...) as _(a type)``.
 
     Only the arguments the request gave are named, so PostgreSQL applies the defaults,
@@ -120,7 +158,7 @@ def call_statement(route: Route, names: tuple[str, ...], body_arg: str | None) -
     """
     named = [sql.SQL("{0} => _.{0}").format(sql.Identifier(n)) for n in names]
     if body_arg:
-        named.append(sql.SQL("{} => %(body)s::jsonb").format(sql.Identifier(body_arg)))
+        named.append(sql.SQL("{} => $2").format(sql.Identifier(body_arg)))
     invocation = sql.SQL("{}({})").format(
         sql.Identifier(route.schema, route.function), sql.SQL(", ").join(named)
     )
@@ -130,9 +168,7 @@ def call_statement(route: Route, names: tuple[str, ...], body_arg: str | None) -
             sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(route.argument(n).type))
             for n in names
         )
-        source = sql.SQL(" from pg_catalog.jsonb_to_record(%(values)s::jsonb) as _({})").format(
-            columns
-        )
+        source = sql.SQL(" from pg_catalog.jsonb_to_record($1) as _({})").format(columns)
     if route.returns_set:
         join = sql.SQL(", lateral ") if names else sql.SQL(" from ")
         statement = sql.SQL(
@@ -142,23 +178,27 @@ def call_statement(route: Route, names: tuple[str, ...], body_arg: str | None) -
         statement = sql.SQL("select pg_catalog.to_json({})::text{}{}").format(
             invocation, sql.SQL(RESPONSE_SETTINGS), source
         )
-    return statement.as_string(None)  # rendered once: names are quoted the standard way
+    # Rendered once: names quoted the standard way. $1: the values, $2: the body.
+    return Prepared.of(
+        route.function, statement.as_string(None), "jsonb, jsonb", "(%(values)s, %(body)s)"
+    )
 
 
 @lru_cache(maxsize=64)
-def stream_statement(route: Route) -> str:
+def stream_statement(route: Route) -> Prepared:
     """``select id, event, data::text from schema.fn(after_id, max_events)``."""
-    return (
-        sql.SQL("select id, event, data::text from {}(%(after_id)s::bigint, %(limit)s::integer)")
-        .format(sql.Identifier(route.schema, route.function))
-        .as_string(None)
+    statement = sql.SQL("select id, event, data::text from {}($1, $2)").format(
+        sql.Identifier(route.schema, route.function)
+    )
+    return Prepared.of(
+        route.function, statement.as_string(None), "bigint, integer", "(%(after_id)s, %(limit)s)"
     )
 
 
 @lru_cache(maxsize=2048)
-def script(statement: str, read_only: bool) -> str:
+def script(statement: Prepared, read_only: bool) -> str:
     """The whole transaction around one statement, as one simple-query message."""
-    return f"{SET_CONTEXT}{READ_ONLY if read_only else ''};\n{statement}"
+    return f"{CONTEXT[read_only].execute};\n{statement.execute}"
 
 
 class ConnectionLost(Exception):
@@ -187,7 +227,7 @@ async def execute(pool: AsyncConnectionPool, call: Call, context: Context) -> Re
 
 
 async def read_rows(
-    pool: AsyncConnectionPool, statement: str, params: dict[str, Any], context: Context
+    pool: AsyncConnectionPool, statement: Prepared, params: dict[str, Any], context: Context
 ) -> list[tuple[Any, ...]]:
     """A read-only statement in the same per-request transaction; all its rows."""
 
@@ -209,6 +249,14 @@ async def _with_connection(
             async with pool.connection() as conn:
                 try:
                     return await once(conn)
+                except psycopg.errors.InvalidSqlStatementName:
+                    # Our record of this connection's statements was stale (someone ran
+                    # DEALLOCATE or DISCARD): the message failed as a whole, so nothing
+                    # ran. Forget the record and go again, write or not.
+                    PREPARED.pop(conn, None)
+                    if attempt == 2:
+                        raise
+                    continue
                 except psycopg.Error as exc:
                     if conn.broken:
                         raise ConnectionLost() from exc
@@ -227,15 +275,38 @@ async def _transaction(
     conn: psycopg.AsyncConnection,
     context: Context,
     read_only: bool,
-    statement: str,
+    statement: Prepared,
     params: dict[str, Any],
 ) -> psycopg.AsyncClientCursor[Any]:
     """The request settings, then the statement: one message, one implicit transaction,
     one round trip. Returns the cursor on the statement's result."""
+    await _prepare(conn, (CONTEXT[read_only], statement), context.role)
     cursor = psycopg.AsyncClientCursor(conn)
     await cursor.execute(script(statement, read_only), {**context.params(), **params})
     cursor.nextset()
     return cursor
+
+
+# The statements prepared on each connection (psycopg keeps no such record for ours).
+PREPARED: weakref.WeakKeyDictionary[psycopg.AsyncConnection, set[str]] = weakref.WeakKeyDictionary()
+
+
+async def _prepare(
+    conn: psycopg.AsyncConnection, statements: tuple[Prepared, ...], role: str
+) -> None:
+    """PREPARE what this connection has not prepared yet: a round trip, once. As the
+    request's role, which may look names up in api (the authenticator may not)."""
+    known = PREPARED.setdefault(conn, set())
+    for statement in statements:
+        if statement.name in known:
+            continue
+        if len(known) >= PREPARED_LIMIT:  # e.g. many reloads that changed signatures
+            await conn.execute("deallocate all", prepare=False)
+            known.clear()
+        cursor = psycopg.AsyncClientCursor(conn)
+        definition = statement.definition.replace("%", "%%")
+        await cursor.execute(f"{AS_ROLE};\n{definition}", {"role": role})
+        known.add(statement.name)
 
 
 async def _name_bad_argument(

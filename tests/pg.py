@@ -105,7 +105,7 @@ def running(conn: psycopg.Connection, function: str) -> int:
     row = conn.execute(
         "select count(*) from pg_stat_activity where state = 'active'"
         " and query like %s and pid <> pg_backend_pid()",
-        (f'%"{function}"(%',),
+        (f"%execute emberlog\\_{function}\\_%",),  # the API's prepared statement for it
     ).fetchone()
     assert row is not None
     return row[0]

@@ -131,7 +131,7 @@ declare
     address_pattern text := '%' || replace(replace(replace(
         list_incidents.address_search, '\', '\\'), '%', '\%'), '_', '\_') || '%';
     query tsquery := websearch_to_tsquery('english', nullif(trim(list_incidents.q), ''));
-    skip bigint := (list_incidents.page - 1)::bigint * list_incidents.page_size;
+    skip bigint;  -- rows before this page (computed once page is known to be valid)
     exact_limit bigint := coalesce(
         nullif(current_setting('emberlog.exact_count_limit', true), '')::bigint, 1000
     );
@@ -155,6 +155,7 @@ begin
             detail = '{"field": "page_size"}',
             hint = 'invalid_parameter';
     end if;
+    skip := (list_incidents.page::bigint - 1) * list_incidents.page_size;
     -- Only the filters given, so each combination is planned for its own indexes. The
     -- values are bound ($1..$7), never spliced into the text.
     if from_dispatched_at is not null then filters := array_append(filters, 'i.dispatched_at >= $1'); end if;

@@ -213,9 +213,9 @@ async def test_hostile_ids_never_500(client, segment):
 
 
 async def test_failing_calls_never_break_the_connection_they_ran_on(settings, db):
-    """A call that fails skips the rest of its pipeline; nothing psycopg meant to prepare
-    there may be taken for prepared later (found by `make fuzz`: after 4 failures on a
-    connection, every later call on it was a 500)."""
+    """A call that fails leaves its connection fit for the next one (found by `make fuzz`
+    with the earlier pipelined calls: after 4 failures on a connection, every later
+    call on it was a 500)."""
     one = dataclasses.replace(settings, pool_min_size=1, pool_max_size=1)
     async with app_client(one) as client:
         for _ in range(8):
@@ -230,3 +230,23 @@ async def test_failing_calls_never_break_the_connection_they_ran_on(settings, db
             assert good.status_code == 201, good.text
             listed = await client.simulate_get("/api/v1/incidents", params={"page": "0"})
             assert listed.status_code == 400
+
+
+async def test_statements_deallocated_behind_the_apps_back_are_prepared_again(settings, db):
+    """The app prepares each route's statement once per connection; if they vanish
+    (DEALLOCATE ALL, DISCARD ALL by a pooler or a DBA), the next call prepares them
+    again, and a write still happens exactly once."""
+    one = dataclasses.replace(settings, pool_min_size=1, pool_max_size=1)
+    async with app_client(one) as client:
+        first = await client.simulate_post(
+            "/api/v1/incidents", json=payload(), headers=client.ingest
+        )
+        assert first.status_code == 201
+        async with client.app.state.require_pool().connection() as conn:
+            await conn.execute("deallocate all")
+        again = await client.simulate_post(
+            "/api/v1/incidents", json=payload(), headers=client.ingest
+        )
+        assert again.status_code == 201, again.text
+        assert (await client.simulate_get("/api/v1/incidents")).json["total"] == 2
+    assert db.execute("select count(*) from data.incidents").fetchone()[0] == 2
