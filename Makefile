@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: help install run dev test lint fuzz format migrate routes psql bench-sse clean
+.PHONY: help install run dev test lint fuzz format migrate routes psql bench bench-sse clean
 
 help:
 	@echo "make run      serve on HOST:PORT (default 127.0.0.1:8080), embedded PostgreSQL unless DATABASE_URL"
@@ -14,6 +14,7 @@ help:
 	@echo "make routes   list the routes the database declares"
 	@echo "make psql     psql on the database in use"
 	@echo "make fuzz     schemathesis against a live server and its /openapi.json (fixed, bounded)"
+	@echo "make bench    HTTP benchmark (wrk): scenarios, reference handler, pgbench, growth to 1M rows"
 	@echo "make bench-sse  SSE fan-out benchmark: N=100,1000,10000 clients on one process"
 
 $(STAMP): pyproject.toml
@@ -57,6 +58,11 @@ psql: install
 # BENCH_SSE_ARGS="--clients 1000 --events 20" to change N, M or the rate; --url for a running server.
 fuzz: install
 	$(BIN)/python ops/fuzz.py $(FUZZ_ARGS)
+
+# BENCH_ROWS=20000 (the data set), BENCH_SIZES=20000,200000,1000000 (the growth table),
+# BENCH_ARGS="--duration 20 --no-readme ..." (python ops/bench/api.py --help). Needs wrk.
+bench: install
+	$(BIN)/python ops/bench/api.py $(BENCH_ARGS)
 
 bench-sse: install
 	$(BIN)/python ops/bench/sse.py $(BENCH_SSE_ARGS)
