@@ -406,7 +406,7 @@ def scaled(args: argparse.Namespace) -> argparse.Namespace:
 def describe(run: Run) -> str:
     return (
         f"{run.name:<14} {run.rps:>9,.0f} req/s  p50 {run.p50_ms:6.2f} ms  "
-        f"p99 {run.p99_ms:6.2f} ms  errors {run.errors}"
+        f"p99 {run.p99_ms:6.2f} ms  errors {run.errors}".replace("nan", "  -")
     )
 
 
