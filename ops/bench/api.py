@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from app.embedded import EmbeddedPostgres  # noqa: E402
-from ops.local import free_port, local_server, wait_ready  # noqa: E402
+from ops.local import LocalServer, free_port, local_server, wait_ready  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SCENARIOS = ("healthz", "get_by_id", "list", "list_filtered", "list_search", "create")
@@ -70,6 +70,9 @@ class Run:
     p50_ms: float
     p99_ms: float
     errors: int  # status >= 400 plus socket errors (wrk); failed transactions (pgbench)
+
+
+Growth = tuple[int, str, dict[str, Run]]  # incidents, count strategy, runs
 
 
 # -- the load generators --------------------------------------------------------------
@@ -238,7 +241,7 @@ def ratio(part: float, whole: float) -> str:
 
 def report(
     runs: dict[str, Run],
-    growth: list[tuple[int, str, dict[str, Run]]],
+    growth: list[Growth],
     rss: list[float],
     args: argparse.Namespace,
 ) -> str:
@@ -325,43 +328,57 @@ def run(args: argparse.Namespace) -> str | None:
         "RATE_LIMIT_PER_ADDRESS": "0",  # 32 connections from one address
         "RATE_LIMIT_PER_KEY": "0",
     }
-    runs: dict[str, Run] = {}
-    growth: list[tuple[int, str, dict[str, Run]]] = []
     with tempfile.TemporaryDirectory(prefix="emberlog-bench-") as tmp:
         workdir = Path(tmp)
         with local_server(workdir, **env) as server:
             say(f"seeding {args.rows:,} incidents")
             say(f"  {grow(server.database_url, args.rows):.1f} s")
-            for name in [s for s in args.scenarios if s in SCENARIOS]:
-                with profiling(server.pid, name, args):
-                    runs[name] = measure(
-                        server.base,
-                        name,
-                        args,
-                        BENCH_ROWS=str(args.rows),
-                        BENCH_API_KEY=server.ingest_key,
-                        BENCH_NONCE=uuid.uuid4().hex[:8],
-                    )
-                say(describe(runs[name]))
+            runs = scenarios(server, args)
             if "reference" in args.scenarios or "get_by_id" in args.scenarios:
-                reference_log = workdir / "reference.log"
-                with reference_server(server.database_url, args.workers, reference_log) as ref:
-                    runs["reference"] = measure(ref, "reference", args, BENCH_ROWS=str(args.rows))
-                say(describe(runs["reference"]))
-                runs["pgbench"] = pgbench(server.database_url, args.rows, args, workdir)
-                say(describe(runs["pgbench"]))
+                runs.update(baselines(server.database_url, workdir, args))
             rss = [rss_mb(worker) for worker in workers(server.pid)]
             say("worker RSS: " + ", ".join(f"{r:.1f} MB" for r in rss))
-            for size in args.sizes:
-                say(f"growing to {size:,} incidents")
-                say(f"  {grow(server.database_url, size):.1f} s")
-                grown = {}
-                for name in GROWTH_SCENARIOS:
-                    grown[name] = measure(server.base, name, scaled(args))
-                    say(f"  {describe(grown[name])}")
-                growth.append((size, count_strategy(server.base), grown))
+            growth = [grown(server, size, args) for size in args.sizes]
     complete = all(name in runs for name in (*SCENARIOS, "reference", "pgbench"))
     return report(runs, growth, rss, args) if complete else None
+
+
+def scenarios(server: LocalServer, args: argparse.Namespace) -> dict[str, Run]:
+    """The API's scenarios (those of --scenarios), each with its warm-up."""
+    runs = {}
+    for name in [s for s in args.scenarios if s in SCENARIOS]:
+        with profiling(server.pid, name, args):
+            runs[name] = measure(
+                server.base,
+                name,
+                args,
+                BENCH_ROWS=str(args.rows),
+                BENCH_API_KEY=server.ingest_key,
+                BENCH_NONCE=uuid.uuid4().hex[:8],
+            )
+        say(describe(runs[name]))
+    return runs
+
+
+def baselines(database_url: str, workdir: Path, args: argparse.Namespace) -> dict[str, Run]:
+    """The bare reference handler and PostgreSQL alone, on the same data."""
+    with reference_server(database_url, args.workers, workdir / "reference.log") as base:
+        reference = measure(base, "reference", args, BENCH_ROWS=str(args.rows))
+    say(describe(reference))
+    ceiling = pgbench(database_url, args.rows, args, workdir)
+    say(describe(ceiling))
+    return {"reference": reference, "pgbench": ceiling}
+
+
+def grown(server: LocalServer, size: int, args: argparse.Namespace) -> Growth:
+    """The table grown to `size` incidents, then the list scenarios measured again."""
+    say(f"growing to {size:,} incidents")
+    say(f"  {grow(server.database_url, size):.1f} s")
+    runs = {}
+    for name in GROWTH_SCENARIOS:
+        runs[name] = measure(server.base, name, scaled(args))
+        say(f"  {describe(runs[name])}")
+    return size, count_strategy(server.base), runs
 
 
 @contextlib.contextmanager
