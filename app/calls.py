@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import logging
 import re
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
@@ -36,7 +35,6 @@ from .errors import ApiError
 from .routes import Route
 
 T = TypeVar("T")
-log = logging.getLogger(__name__)
 
 SET_CONTEXT = (
     "select pg_catalog.set_config('role', $1, true),"
@@ -298,12 +296,14 @@ async def _prepare(
     """PREPARE what this connection has not prepared yet: a round trip, once. As the
     request's role, which may look names up in api (the authenticator may not)."""
     known = PREPARED.setdefault(conn, set())
-    for statement in statements:
-        if statement.name in known:
-            continue
-        if len(known) >= PREPARED_LIMIT:  # e.g. many reloads that changed signatures
-            await conn.execute("deallocate all", prepare=False)
-            known.clear()
+    missing = [s for s in statements if s.name not in known]
+    if missing and len(known) + len(missing) > PREPARED_LIMIT:
+        # e.g. many reloads that changed signatures. All at once, before preparing, so
+        # nothing this request runs is deallocated under it.
+        await conn.execute("deallocate all", prepare=False)
+        known.clear()
+        missing = list(statements)
+    for statement in missing:
         cursor = psycopg.AsyncClientCursor(conn)
         definition = statement.definition.replace("%", "%%")
         await cursor.execute(f"{AS_ROLE};\n{definition}", {"role": role})

@@ -72,7 +72,7 @@ class Run:
     errors: int  # status >= 400 plus socket errors (wrk); failed transactions (pgbench)
 
 
-Growth = tuple[int, str, dict[str, Run]]  # incidents, count strategy, runs
+Growth = tuple[int, dict[str, str], dict[str, Run]]  # incidents, count strategies, runs
 
 
 # -- the load generators --------------------------------------------------------------
@@ -170,17 +170,20 @@ def grow(database_url: str, rows: int) -> float:
     return time.perf_counter() - started
 
 
-def count_strategy(base: str) -> str:
-    """What the list responses say about their totals, per scenario kind."""
-    kinds = []
-    for label, query in (
-        ("list", "page_size=50"),
-        ("filtered", "page_size=50&incident_type=Structure%20Fire&units=E1"),
-        ("search", "page_size=50&q=smoke"),
-    ):
+STRATEGY_PROBES = {  # one request like each growth scenario's, to read total_exact
+    "list": "page_size=50",
+    "list_filtered": "page_size=50&incident_type=Structure%20Fire&units=E1",
+    "list_search": "page_size=50&q=smoke",
+}
+
+
+def count_strategy(base: str) -> dict[str, str]:
+    """Per growth scenario: whether its responses' total was counted or estimated."""
+    strategies = {}
+    for name, query in STRATEGY_PROBES.items():
         body = httpx.get(f"{base}/api/v1/incidents?{query}", timeout=30).json()
-        kinds.append(f"{label}: {'exact' if body.get('total_exact', True) else 'estimate'}")
-    return ", ".join(kinds)
+        strategies[name] = "exact" if body["total_exact"] else "estimate"
+    return strategies
 
 
 # -- the servers ----------------------------------------------------------------------------
@@ -278,12 +281,9 @@ def report(
     for rows, strategy, grown in growth:
         for name in GROWTH_SCENARIOS:
             run = grown[name]
-            kind = dict(s.split(": ") for s in strategy.split(", "))[
-                {"list": "list", "list_filtered": "filtered", "list_search": "search"}[name]
-            ]
             lines.append(
                 f"| {rows:,} | {name} | {run.p50_ms:.2f} | {run.p99_ms:.2f} | "
-                f"{run.rps:,.0f} | {kind} |"
+                f"{run.rps:,.0f} | {strategy[name]} |"
             )
     if growth:
         first, last = growth[0], growth[-1]

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from app import calls
 from tests.conftest import app_client
 from tests.incidents import payload
 
@@ -250,3 +251,16 @@ async def test_statements_deallocated_behind_the_apps_back_are_prepared_again(se
         assert again.status_code == 201, again.text
         assert (await client.simulate_get("/api/v1/incidents")).json["total"] == 2
     assert db.execute("select count(*) from data.incidents").fetchone()[0] == 2
+
+
+async def test_a_connection_past_its_statement_limit_starts_again(settings, db, monkeypatch):
+    """Past PREPARED_LIMIT statements a connection deallocates them all and prepares
+    afresh what the request needs: every call still answers."""
+    monkeypatch.setattr(calls, "PREPARED_LIMIT", 3)
+    one = dataclasses.replace(settings, pool_min_size=1, pool_max_size=1)
+    async with app_client(one) as client:
+        for query in ("", "page=1", "page_size=5", "q=fire", "channel=x", ""):
+            listed = await client.simulate_get("/api/v1/incidents", query_string=query)
+            assert listed.status_code == 200, (query, listed.text)
+        async with client.app.state.require_pool().connection() as conn:
+            assert len(calls.PREPARED[conn]) <= 3
