@@ -53,6 +53,13 @@ def settings(database_url) -> Settings:
     )
 
 
+async def streams_ready(state) -> None:
+    """Wait as a load balancer does for /readyz: every stream knows where live starts,
+    so events written from here on are in the rings (not only in the log)."""
+    while state.streams is None or not state.streams.ready():
+        await asyncio.sleep(0.01)
+
+
 @contextlib.asynccontextmanager
 async def app_client(settings: Settings) -> AsyncIterator[falcon.testing.ASGIConductor]:
     """An in-process app for these settings, started, with its routes loaded; its
@@ -62,6 +69,7 @@ async def app_client(settings: Settings) -> AsyncIterator[falcon.testing.ASGICon
     app = create_app(settings)
     async with falcon.testing.ASGIConductor(app) as conductor:
         await asyncio.wait_for(app.state.routes_loaded.wait(), 10)
+        await asyncio.wait_for(streams_ready(app.state), 10)
         conductor.app_state = app.state
         conductor.ingest = ingest
         yield conductor
