@@ -226,12 +226,17 @@ async def execute(pool: AsyncConnectionPool, call: Call, context: Context) -> Re
 
 
 async def read_rows(
-    pool: AsyncConnectionPool, statement: Prepared, params: dict[str, Any], context: Context
+    pool: AsyncConnectionPool,
+    statement: Prepared,
+    params: dict[str, Any],
+    context: Context,
+    read_only: bool = True,
 ) -> list[tuple[Any, ...]]:
-    """A read-only statement in the same per-request transaction; all its rows."""
+    """A statement in the same per-request transaction; all its rows. Retried once on a
+    lost connection, so it must be safe to run twice (a read, or a publish of events)."""
 
     async def once(conn: psycopg.AsyncConnection) -> list[tuple[Any, ...]]:
-        cursor = await _transaction(conn, context, True, statement, params)
+        cursor = await _transaction(conn, context, read_only, statement, params)
         return await cursor.fetchall()
 
     return await _with_connection(pool, once, True)

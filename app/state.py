@@ -134,10 +134,13 @@ class AppState:
     async def fetch_events(
         self, route: Route, after: int | None, limit: int, context: Context | None
     ) -> list[Row]:
-        """Rows of a stream function after an id (the hub's, or a resuming client's)."""
+        """Rows of a stream function after an id: the hub's (context None), in a
+        transaction that may write, so the function may publish what writers queued
+        (internal.publish_events); or a resuming client's, read-only, as it."""
         return await calls.read_rows(  # type: ignore[return-value]
             self.require_pool(),
             calls.stream_statement(route),
             {"after_id": after, "limit": limit},
             context or self.stream_context(route),
+            read_only=context is not None,
         )

@@ -8,8 +8,8 @@ ring behind is closed (it resumes with Last-Event-ID) and never holds the others
 
 A client resuming from an id the ring still covers starts inside the ring; an older
 one first replays from the log (as its own role), then reads the ring, skipping ids it
-has already sent. Ids follow commit order (see migrations/0003.events.sql), so
-"after id N" never skips an event that committed late.
+has already sent. Ids become visible in order (see migrations/0007.event_queue.sql),
+so "after id N" never skips an event that committed late.
 """
 
 from __future__ import annotations

@@ -111,9 +111,17 @@ def running(conn: psycopg.Connection, function: str) -> int:
     return row[0]
 
 
+def event_ids(conn: psycopg.Connection, after: int = 0) -> list[int]:
+    """Ids in the event log after one, as a publisher sees them: what writers queued is
+    published first (as the servers' hubs do on their next fetch)."""
+    conn.execute("select internal.publish_events()")
+    rows = conn.execute("select id from data.events where id > %s order by id", (after,))
+    return [r[0] for r in rows.fetchall()]
+
+
 def empty_tables(conn: psycopg.Connection) -> None:
-    """Incidents and the event log emptied, ids from 1 again, nothing pruned."""
-    conn.execute("truncate data.incidents, data.events restart identity")
+    """Incidents, the event queue and log emptied, ids from 1 again, nothing pruned."""
+    conn.execute("truncate data.incidents, data.event_queue, data.events restart identity")
     conn.execute("update data.event_log_state set pruned_through = 0")
 
 

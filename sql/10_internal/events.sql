@@ -1,5 +1,6 @@
 -- Reading and pruning the event log (data.events). Stream functions in api build on
--- internal.read_events; a DBA calls or schedules internal.prune_events.
+-- internal.read_events (after internal.publish_events has numbered what writers
+-- queued); a DBA calls or schedules internal.prune_events.
 
 create or replace function internal.read_events(stream text, after_id bigint, max_events integer)
 returns table (id bigint, ref_id bigint, event text, data json)
@@ -62,7 +63,9 @@ declare
     cutoff bigint;
     deleted bigint;
 begin
-    -- Delete a prefix of ids (ids follow commit order), so "after id N" stays exact
+    -- Number what is queued first: retention applies to every written event.
+    perform internal.publish_events();
+    -- Delete a prefix of ids (ids become visible in order), so "after id N" stays exact
     -- for every N at or above pruned_through.
     select max(e.id) into cutoff
     from data.events as e

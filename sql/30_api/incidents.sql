@@ -317,19 +317,25 @@ E'@http POST /api/v1/incidents\n'
 
 create function api.incident_events(after_id bigint, max_events integer default 100)
 returns table (id bigint, event text, data json)
-language sql
-stable
+language plpgsql
+volatile
 -- security definer: reads the event log in data, which no web role may touch.
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
+begin
+    -- Number what writers queued (the server's own fetch may write; a read-only
+    -- caller skips this). Its own statement: the read below takes a later snapshot.
+    perform internal.publish_events();
+    return query
     select
         e.id,
         case when i.id is not null then 'incident' else e.event end,
         case when i.id is not null then api.incident_json(i) else e.data end
     from internal.read_events('incidents', incident_events.after_id, incident_events.max_events) as e
     left join api.incidents as i on e.ref_id = i.id
-    order by e.id
+    order by e.id;
+end
 $$;
 
 comment on function api.incident_events(bigint, integer) is

@@ -32,14 +32,12 @@ def create_in_sql(url: str, count: int = 1, **overrides) -> list[int]:
 
 
 def newest_event(url: str) -> int:
-    with psycopg.connect(url) as conn:
-        return conn.execute("select coalesce(max(id), 0) from data.events").fetchone()[0]
+    return (all_events(url, 0) or [0])[-1]
 
 
 def all_events(url: str, after: int) -> list[int]:
-    with psycopg.connect(url) as conn:
-        rows = conn.execute("select id from data.events where id > %s order by id", (after,))
-        return [r[0] for r in rows.fetchall()]
+    with psycopg.connect(url, autocommit=True) as conn:
+        return pg.event_ids(conn, after)
 
 
 def metric(server, name: str) -> float:

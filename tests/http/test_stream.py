@@ -25,15 +25,11 @@ async def post(client, **overrides) -> int:
     return result.json["id"]
 
 
-def event_ids(db) -> list[int]:
-    return [r[0] for r in db.execute("select id from data.events order by id").fetchall()]
-
-
 async def hub_caught_up(client, db):
     """The process's hub has fetched every event in the log; returns the hub."""
     hub = next(iter(client.app_state.streams.hubs.values()))
     async with asyncio.timeout(5):
-        while hub.cursor < event_ids(db)[-1]:
+        while hub.cursor < pg.event_ids(db)[-1]:
             await asyncio.sleep(0.01)
     return hub
 
@@ -54,7 +50,7 @@ async def test_the_stream_answers_event_stream_with_its_headers(client, db):
             assert sr.headers["x-accel-buffering"] == "no"
             assert sr.headers["access-control-allow-origin"] == "*"
             assert parser.retry == 2000
-            assert parser.last_id == event_ids(db)[-1]  # where this client is: resumable
+            assert parser.last_id == pg.event_ids(db)[-1]  # where this client is: resumable
 
 
 async def test_a_new_incident_arrives_as_the_item_json(client):
@@ -71,7 +67,7 @@ async def test_a_new_incident_arrives_as_the_item_json(client):
 
 async def test_resume_sends_exactly_the_missed_events_in_order(client, db):
     first = [await post(client) for _ in range(3)]
-    ids = event_ids(db)
+    ids = pg.event_ids(db)
     missed = [await post(client) for _ in range(4)]
     for kwargs in (
         {"headers": {"Last-Event-ID": str(ids[-1])}},
@@ -84,7 +80,7 @@ async def test_resume_sends_exactly_the_missed_events_in_order(client, db):
             await asyncio.sleep(0.05)
             assert FrameParser().feed(await sr.stream.read()) == []
         assert [e.data["id"] for e in events] == missed
-        assert [e.id for e in events] == event_ids(db)[3:]
+        assert [e.id for e in events] == pg.event_ids(db)[3:]
     assert first[0] < missed[0]
 
 
@@ -105,7 +101,7 @@ def create_in_sql(db) -> int:
 
 async def test_an_id_older_than_retention_gets_a_reset_then_live_events(db, settings):
     create_in_sql(db)
-    (old,) = event_ids(db)
+    (old,) = pg.event_ids(db)
     create_in_sql(db)
     db.execute("select internal.prune_events(interval '0')")
     async with app_client(settings) as client:
@@ -117,7 +113,7 @@ async def test_an_id_older_than_retention_gets_a_reset_then_live_events(db, sett
             (event,) = await read_events(sr.stream, parser, 1)
     assert reset.event == "reset"
     assert reset.data["reason"] == "last_event_id is older than the retained event log"
-    assert reset.id == event_ids(db)[-1] - 1
+    assert reset.id == pg.event_ids(db)[-1] - 1
     assert event.data["id"] == live
 
 

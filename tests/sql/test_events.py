@@ -1,5 +1,6 @@
-"""The event log: one event per committed incident, ids in commit order, resume and
-reset, retention, and how source_audio is presented."""
+"""The event log: one event per committed incident, queued by writers without a lock and
+numbered by the reader that publishes them, ids visible in order, resume and reset,
+retention, and how source_audio is presented."""
 
 from __future__ import annotations
 
@@ -49,18 +50,44 @@ def test_a_rolled_back_incident_leaves_no_event(db):
     assert events(db, 0) == []
 
 
-def test_the_notify_carries_only_the_event_id(database_url, db):
+def test_the_notify_carries_only_the_stream_name(database_url, db):
     with pg.connect_as(database_url, "emberlog_ingest") as ingest:
         db.execute("listen emberlog_events")
         create(ingest, transcript="x" * 20_000)
         notify = next(db.notifies(timeout=5, stop_after=1))
-    ((event_id, _, data),) = events(db, 0)
-    assert notify.payload == str(event_id)
+    assert notify.payload == "incidents"  # listeners fetch what is new
+    ((_, _, data),) = events(db, 0)
     assert len(data["transcript"]) == 20_000
 
 
+def test_a_writer_commits_while_a_publisher_holds_the_lock(database_url, db):
+    """Writers only queue: no commit of an incident waits for another transaction."""
+    with psycopg.connect(database_url) as publisher:
+        publisher.execute("select internal.publish_events()")
+        publisher.execute("select pg_advisory_xact_lock(1702260340)")  # held, open
+        with psycopg.connect(database_url, autocommit=True) as writer:
+            writer.execute("set lock_timeout = '2s'")
+            created = create(writer)
+        assert db.execute("select ref_id from data.event_queue").fetchall() == [(created,)]
+        publisher.rollback()
+    assert [r[2]["id"] for r in events(db, 0)] == [created]
+    assert db.execute("select count(*) from data.event_queue").fetchone() == (0,)
+
+
+def test_a_read_only_reader_reads_what_is_published_and_publishes_nothing(db):
+    first = create(db)
+    assert [r[2]["id"] for r in events(db, 0)] == [first]  # writable: publishes
+    second = create(db)
+    with db.transaction():
+        db.execute("set transaction read only")
+        assert events(db, 0)[1:] == []
+        assert db.execute("select internal.publish_events()").fetchone() == (0,)
+    assert [r[2]["id"] for r in events(db, 0)] == [first, second]
+
+
 def test_an_event_that_commits_late_gets_the_later_id(database_url, db):
-    """Ids follow commit order: a reader that has seen id N never misses one below N."""
+    """Ids are handed out at publication: a reader that has seen id N never misses one
+    below N, and an incident that commits late is published later, with a later id."""
     with psycopg.connect(database_url) as slow, psycopg.connect(database_url) as fast:
         slow_incident = create(slow)  # inserted first, transaction left open
         fast_incident = create(fast)
