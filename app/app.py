@@ -11,9 +11,11 @@ import threading
 from collections.abc import Awaitable, Callable
 from types import FrameType
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 import falcon
 import falcon.asgi
+from prometheus_client import start_http_server
 
 from . import errors, logs, openapi
 from .db import create_pool
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 
 EXPOSED_HEADERS = ("Location", "X-Request-ID", "Retry-After")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+STREAM_METRICS_EVERY = 5.0  # seconds between reads of each stream's head (lag gauge)
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -43,6 +46,7 @@ class Lifespan:
     def __init__(self, state: AppState) -> None:
         self.state = state
         self.previous_handlers: dict[int, Any] = {}
+        self.metrics_server: WSGIServer | None = None
 
     async def process_startup(self, scope: Scope, event: dict[str, Any]) -> None:
         state, settings = self.state, self.state.settings
@@ -71,6 +75,15 @@ class Lifespan:
         )
         state.tasks.append(asyncio.create_task(listener.run(), name="listener"))
         state.tasks.append(asyncio.create_task(heartbeat, name="stream heartbeat"))
+        state.tasks.append(
+            asyncio.create_task(
+                state.refresh_stream_metrics(STREAM_METRICS_EVERY), name="stream metrics"
+            )
+        )
+        if settings.metrics_port:
+            self.metrics_server = start_http_server(
+                settings.metrics_port, settings.host, registry=state.metrics.registry
+            )[0]
         self._chain_stop_signals()
 
     async def _record_key_use(self) -> None:
@@ -99,6 +112,9 @@ class Lifespan:
             signal.signal(sig, handler)
 
     async def process_shutdown(self, scope: Scope, event: dict[str, Any]) -> None:
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
         for sig, previous in self.previous_handlers.items():
             signal.signal(sig, previous)
         for task in self.state.tasks:  # first: nothing may start a fetch after this
@@ -187,13 +203,13 @@ def create_app(settings: Settings | None = None) -> EmberlogApp:
     """The ASGI app for these settings (default: from the environment, with JSON logs)."""
     if settings is None:
         settings = from_env()
-        logs.configure(settings.log_level)
+        logs.configure(settings.log_level, settings.log_format)
     state = AppState(settings)
     cors_origins = "*" if "*" in settings.cors_origins else list(settings.cors_origins)
     app = EmberlogApp(
         middleware=[
             Lifespan(state),
-            RequestLog(settings.access_log, settings.access_log_slow_ms),
+            RequestLog(state.metrics, settings.access_log, settings.access_log_slow_ms),
             SecurityHeaders(),
             Limits(settings, state.limits),
             falcon.CORSMiddleware(allow_origins=cors_origins, expose_headers=EXPOSED_HEADERS),
@@ -208,7 +224,8 @@ def create_app(settings: Settings | None = None) -> EmberlogApp:
     health = Health(state)
     app.add_route("/health", health)
     app.add_route("/api/v1/health", health)
-    app.add_route("/metrics", Metrics(state))
+    if not settings.metrics_port:  # else only on its own port (started at start-up)
+        app.add_route("/metrics", Metrics(state))
     app.add_route("/openapi.json", OpenApi(state))
     app.add_sink(Gateway(state), prefix="/")
     app.state = state

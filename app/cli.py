@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import Iterator
 
 import psycopg
 
-from . import db, deploy, logs, routes
+from . import __version__, db, deploy, logs, routes
 from .embedded import EmbeddedPostgres
 from .settings import Settings, SettingsError, from_env
+
+log = logging.getLogger("emberlog.cli")
 
 
 @contextlib.contextmanager
@@ -54,7 +57,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     with database(settings) as url:
         db.check_settings(url, settings)
-        deploy.migrate(url, settings.reload_channel)
+        applied = deploy.migrate(url, settings.reload_channel)[0] if migrating(settings) else None
+        log_start(url, settings, applied)
         os.environ["DATABASE_URL"] = url  # the workers read their settings from the environment
         uvicorn.run(
             "app.asgi:app",
@@ -69,6 +73,38 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             log_level=settings.log_level.lower(),
         )
     return 0
+
+
+def migrating(settings: Settings) -> bool:
+    """Whether serve migrates first: MIGRATE_ON_START, except that the embedded
+    database (make run) is always brought up to date."""
+    return settings.migrate_on_start or settings.embedded
+
+
+def log_start(url: str, settings: Settings, applied: list[str] | None) -> None:
+    """One line an operator reads first: what runs, against what, in what state."""
+    with psycopg.connect(url) as conn:
+        table = routes.load_sync(conn, settings.api_schema)
+        server = conn.info.server_version
+    pending = deploy.pending_migrations(url)
+    log.info(
+        "starting",
+        extra={
+            "version": __version__,
+            "database": db.describe(url),
+            "postgres": f"{server // 10000}.{server % 10000}",
+            "migrations_applied": "skipped (MIGRATE_ON_START=false)"
+            if applied is None
+            else applied,
+            "migrations_pending": pending,
+            "routes": len(table),
+            "listen": f"{settings.host}:{settings.port}",
+            "workers": settings.workers,
+            "metrics": f":{settings.metrics_port}" if settings.metrics_port else "/metrics",
+        },
+    )
+    if pending:
+        log.warning("migrations pending: %s (run emberlog-api migrate)", ", ".join(pending))
 
 
 def cmd_prune_events(settings: Settings, args: argparse.Namespace) -> int:
@@ -155,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"emberlog-api: {exc}", file=sys.stderr)
         return 2
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     try:
         return args.func(settings, args)
     except KeyboardInterrupt:

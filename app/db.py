@@ -63,3 +63,12 @@ def check_settings(database_url: str, settings: Settings) -> None:
             raise SettingsError(
                 f"NAIVE_TIMEZONE={settings.naive_timezone!r} is not a time zone PostgreSQL knows"
             ) from exc
+
+
+def describe(url: str) -> str:
+    """A connection URL or DSN fit for a log line: host, port, database, user; never the
+    password (psycopg parses both forms)."""
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    host = info.get("host") or "localhost"
+    port = f":{info['port']}" if info.get("port") else ""
+    return f"{info.get('user') or ''}@{host}{port}/{info.get('dbname') or ''}"

@@ -39,6 +39,12 @@ def apply_migrations(database_url: str, migrations_dir: Path = MIGRATIONS_DIR) -
     return [m.id for m in pending]
 
 
+def pending_migrations(database_url: str, migrations_dir: Path = MIGRATIONS_DIR) -> list[str]:
+    """The ids of migrations not applied yet (read only)."""
+    backend = get_backend(yoyo_url(database_url))
+    return [m.id for m in backend.to_apply(read_migrations(str(migrations_dir)))]
+
+
 def sql_files(sql_dir: Path = SQL_DIR) -> list[Path]:
     """The repeatable definitions, in the order they are applied (sorted path order)."""
     return sorted(p for p in sql_dir.rglob("*.sql") if p.is_file())

@@ -104,6 +104,7 @@ class Gateway:
         identity = await self.state.auth.identify(req, self.state.require_pool())
         self.state.limits.check_identity(identity)  # per credential, whatever the address
         req.context.authenticated = identity.authenticated  # a denial is then 403, not 401
+        req.context.role = identity.role  # for the access log (never the credential)
         timeout = self.state.auth.timeouts.get(identity.role)
         context = request_context(req, identity, settings.audio_base_url, timeout)
         if match.route.is_stream:

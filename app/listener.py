@@ -78,9 +78,11 @@ class Listener:
                     self.on_reconnect()
 
     async def _listen(self) -> None:
-        assert self.settings.database_url
+        # LISTEN_DATABASE_URL: straight to PostgreSQL when requests go through a pooler.
+        url = self.settings.listen_database_url or self.settings.database_url
+        assert url
         conn = await psycopg.AsyncConnection.connect(
-            self.settings.database_url,
+            url,
             **{**connect_kwargs(), "application_name": "emberlog-api listener"},
         )
         async with conn:

@@ -1,11 +1,29 @@
 """The process's counters and gauges, in one place (Prometheus client types).
 
 Each app gets its own registry, so several apps in one process (tests) do not clash.
+Labels are bounded: a route label is a route template (or "unmatched"), never a path.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+# Seconds: from a cached health answer (~0.1 ms) to a statement timeout.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
 class Metrics:
@@ -14,6 +32,28 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        self.requests = Counter(
+            "emberlog_http_requests",
+            "HTTP requests answered, by route template, method and status",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "emberlog_http_request_duration_seconds",
+            "Time to answer (for a stream: to its first byte), by route template and method",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.route_reloads = Counter(
+            "emberlog_route_table_reloads",
+            "Times the route table was (re)loaded from the database catalog",
+            registry=r,
+        )
+        self.routes = Gauge("emberlog_routes", "Routes in the loaded route table", registry=r)
         self.sse_clients = Gauge(
             "emberlog_sse_clients", "SSE clients connected to this process", registry=r
         )
@@ -35,6 +75,50 @@ class Metrics:
             "Times the LISTEN connection was lost and opened again",
             registry=r,
         )
+        self.stream_head = Gauge(
+            "emberlog_stream_head_event_id",
+            "Newest event id in the stream's published log (read every few seconds)",
+            ["stream"],
+            registry=r,
+        )
+        self.stream_position = Gauge(
+            "emberlog_stream_position_event_id",
+            "Newest event id this process has fetched into its ring",
+            ["stream"],
+            registry=r,
+        )
+        self.stream_lag = Gauge(
+            "emberlog_stream_lag_events",
+            "Events in the log this process has not fetched yet (head minus position)",
+            ["stream"],
+            registry=r,
+        )
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        """One answered request."""
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route, method).observe(seconds)
+
+    def watch(self, collector: Collector) -> None:
+        """Add a collector read at scrape time (pool, route table)."""
+        self.registry.register(collector)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class Gauges(Collector):
+    """Gauges whose values are read when scraped, from callables returning numbers (or
+    None while there is nothing to report, e.g. before the pool exists)."""
+
+    def __init__(self, gauges: dict[str, tuple[str, Callable[[], float | None]]]) -> None:
+        self.gauges = gauges
+
+    def collect(self) -> Iterator[Any]:
+        for name, (documentation, read) in self.gauges.items():
+            value = read()
+            if value is not None:
+                yield GaugeMetricFamily(name, documentation, value=value)
+
+    def describe(self) -> Iterator[Any]:
+        return iter(())  # values may be absent at registration: describe nothing up front

@@ -40,6 +40,7 @@ class Settings:
     pool_timeout: float = 5.0
     health_timeout: float = 2.0
     log_level: str = "INFO"
+    log_format: str = "json"  # json | console
     access_log: str = "errors"  # all | errors (status >= 400, or slow) | off
     access_log_slow_ms: float = 1000.0
     audio_base_url: str | None = None
@@ -58,6 +59,9 @@ class Settings:
     jwt_role_claim: str = "role"
     jwt_leeway: float = 30.0
     jwt_cookie: str = "emberlog_token"
+    migrate_on_start: bool = True
+    metrics_port: int = 0  # 0: /metrics on the main port; else on its own port only
+    listen_database_url: str | None = None  # the LISTEN connection's (default DATABASE_URL)
     rate_limit_per_address: float = 50.0
     rate_limit_burst: int = 100
     rate_limit_per_key: float = 100.0
@@ -106,6 +110,8 @@ def _rate(env: Mapping[str, str], name: str, default: float) -> float:
 
 STREAM_MODES = ("auto", "listen", "poll")
 ACCESS_LOGS = ("all", "errors", "off")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("json", "console")
 MIN_SECRET_LENGTH = 32  # HS256 with a short secret can be brute-forced offline
 
 
@@ -159,51 +165,69 @@ def _origins(raw: str) -> tuple[str, ...]:
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from environment variables (see README for each one)."""
     env = os.environ if env is None else env
-    return Settings(
-        database_url=env.get("DATABASE_URL") or None,
-        host=env.get("HOST") or "127.0.0.1",
-        port=_int(env, "PORT", 8080),
-        workers=_int(env, "WORKERS", 1, minimum=1),
-        data_dir=Path(env.get("DATA_DIR") or ".data"),
-        api_schema=env.get("API_SCHEMA") or "api",
-        authenticator_role=env.get("AUTHENTICATOR_ROLE") or "emberlog_authenticator",
-        anon_role=env.get("ANON_ROLE") or "emberlog_anon",
-        ingest_role=env.get("INGEST_ROLE") or "emberlog_ingest",
-        anonymous_reads=_bool(env, "ANONYMOUS_READS", True),
-        cancel_on_disconnect=_bool(env, "CANCEL_ON_DISCONNECT", True),
-        trusted_ingest_networks=_networks(env, "TRUSTED_INGEST_NETWORKS"),
-        trusted_proxies=_networks(env, "TRUSTED_PROXIES"),
-        reload_channel=env.get("RELOAD_CHANNEL") or "emberlog_reload",
-        naive_timezone=env.get("NAIVE_TIMEZONE") or "UTC",
-        cors_origins=_origins(env.get("CORS_ORIGINS", "*")),
-        max_body_bytes=_int(env, "MAX_BODY_BYTES", 1024 * 1024, minimum=1),
-        pool_min_size=_int(env, "POOL_MIN_SIZE", 2, minimum=0),
-        pool_max_size=_int(env, "POOL_MAX_SIZE", 10, minimum=1),
-        pool_timeout=_float(env, "POOL_TIMEOUT", 5.0),
-        health_timeout=_float(env, "HEALTH_TIMEOUT", 2.0),
-        log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
-        access_log=_choice(env, "ACCESS_LOG", "errors", ACCESS_LOGS),
-        access_log_slow_ms=_float(env, "ACCESS_LOG_SLOW_MS", 1000.0),
-        audio_base_url=env.get("AUDIO_BASE_URL") or None,
-        stream_mode=_choice(env, "STREAM_MODE", "auto", STREAM_MODES),
-        stream_poll_interval=_float(env, "STREAM_POLL_INTERVAL", 1.0),
-        stream_batch=_int(env, "STREAM_BATCH", 500, minimum=1, maximum=1000),
-        sse_heartbeat=_float(env, "SSE_HEARTBEAT", 15.0),
-        sse_retry_ms=_int(env, "SSE_RETRY_MS", 2000),
-        sse_client_buffer=_int(env, "SSE_CLIENT_BUFFER", 1000, minimum=1),
-        api_key_cache_seconds=_float(env, "API_KEY_CACHE_SECONDS", 10.0),
-        api_key_touch_seconds=_float(env, "API_KEY_TOUCH_SECONDS", 30.0),
-        jwt_secret=_secret(env, "JWT_SECRET"),
-        jwt_public_key_file=_path(env, "JWT_PUBLIC_KEY_FILE"),
-        jwt_jwks_file=_path(env, "JWT_JWKS_FILE"),
-        jwt_audience=env.get("JWT_AUDIENCE") or None,
-        jwt_role_claim=env.get("JWT_ROLE_CLAIM") or "role",
-        jwt_leeway=_float(env, "JWT_LEEWAY", 30.0),
-        jwt_cookie=env.get("JWT_COOKIE") or "emberlog_token",
-        rate_limit_per_address=_rate(env, "RATE_LIMIT_PER_ADDRESS", 50.0),
-        rate_limit_burst=_int(env, "RATE_LIMIT_BURST", 100, minimum=1),
-        rate_limit_per_key=_rate(env, "RATE_LIMIT_PER_KEY", 100.0),
-        rate_limit_key_burst=_int(env, "RATE_LIMIT_KEY_BURST", 200, minimum=1),
-        max_header_bytes=_int(env, "MAX_HEADER_BYTES", 16384, minimum=1024),
-        max_headers=_int(env, "MAX_HEADERS", 100, minimum=10),
+    return _checked(
+        Settings(
+            database_url=env.get("DATABASE_URL") or None,
+            host=env.get("HOST") or "127.0.0.1",
+            port=_int(env, "PORT", 8080),
+            workers=_int(env, "WORKERS", 1, minimum=1),
+            data_dir=Path(env.get("DATA_DIR") or ".data"),
+            api_schema=env.get("API_SCHEMA") or "api",
+            authenticator_role=env.get("AUTHENTICATOR_ROLE") or "emberlog_authenticator",
+            anon_role=env.get("ANON_ROLE") or "emberlog_anon",
+            ingest_role=env.get("INGEST_ROLE") or "emberlog_ingest",
+            anonymous_reads=_bool(env, "ANONYMOUS_READS", True),
+            cancel_on_disconnect=_bool(env, "CANCEL_ON_DISCONNECT", True),
+            trusted_ingest_networks=_networks(env, "TRUSTED_INGEST_NETWORKS"),
+            trusted_proxies=_networks(env, "TRUSTED_PROXIES"),
+            reload_channel=env.get("RELOAD_CHANNEL") or "emberlog_reload",
+            naive_timezone=env.get("NAIVE_TIMEZONE") or "UTC",
+            cors_origins=_origins(env.get("CORS_ORIGINS", "*")),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", 1024 * 1024, minimum=1),
+            pool_min_size=_int(env, "POOL_MIN_SIZE", 2, minimum=0),
+            pool_max_size=_int(env, "POOL_MAX_SIZE", 10, minimum=1),
+            pool_timeout=_float(env, "POOL_TIMEOUT", 5.0),
+            health_timeout=_float(env, "HEALTH_TIMEOUT", 2.0),
+            log_level=_choice(env, "LOG_LEVEL", "info", LOG_LEVELS).upper(),
+            log_format=_choice(env, "LOG_FORMAT", "json", LOG_FORMATS),
+            access_log=_choice(env, "ACCESS_LOG", "errors", ACCESS_LOGS),
+            access_log_slow_ms=_float(env, "ACCESS_LOG_SLOW_MS", 1000.0),
+            audio_base_url=env.get("AUDIO_BASE_URL") or None,
+            stream_mode=_choice(env, "STREAM_MODE", "auto", STREAM_MODES),
+            stream_poll_interval=_float(env, "STREAM_POLL_INTERVAL", 1.0),
+            stream_batch=_int(env, "STREAM_BATCH", 500, minimum=1, maximum=1000),
+            sse_heartbeat=_float(env, "SSE_HEARTBEAT", 15.0),
+            sse_retry_ms=_int(env, "SSE_RETRY_MS", 2000),
+            sse_client_buffer=_int(env, "SSE_CLIENT_BUFFER", 1000, minimum=1),
+            api_key_cache_seconds=_float(env, "API_KEY_CACHE_SECONDS", 10.0),
+            api_key_touch_seconds=_float(env, "API_KEY_TOUCH_SECONDS", 30.0),
+            jwt_secret=_secret(env, "JWT_SECRET"),
+            jwt_public_key_file=_path(env, "JWT_PUBLIC_KEY_FILE"),
+            jwt_jwks_file=_path(env, "JWT_JWKS_FILE"),
+            jwt_audience=env.get("JWT_AUDIENCE") or None,
+            jwt_role_claim=env.get("JWT_ROLE_CLAIM") or "role",
+            jwt_leeway=_float(env, "JWT_LEEWAY", 30.0),
+            jwt_cookie=env.get("JWT_COOKIE") or "emberlog_token",
+            rate_limit_per_address=_rate(env, "RATE_LIMIT_PER_ADDRESS", 50.0),
+            rate_limit_burst=_int(env, "RATE_LIMIT_BURST", 100, minimum=1),
+            rate_limit_per_key=_rate(env, "RATE_LIMIT_PER_KEY", 100.0),
+            rate_limit_key_burst=_int(env, "RATE_LIMIT_KEY_BURST", 200, minimum=1),
+            max_header_bytes=_int(env, "MAX_HEADER_BYTES", 16384, minimum=1024),
+            max_headers=_int(env, "MAX_HEADERS", 100, minimum=10),
+            migrate_on_start=_bool(env, "MIGRATE_ON_START", True),
+            metrics_port=_int(env, "METRICS_PORT", 0, minimum=0, maximum=65535),
+            listen_database_url=env.get("LISTEN_DATABASE_URL") or None,
+        )
     )
+
+
+def _checked(settings: Settings) -> Settings:
+    """Refuse combinations no single variable shows wrong."""
+    if settings.metrics_port and settings.workers > 1:
+        raise SettingsError(
+            "METRICS_PORT needs WORKERS=1 (one process per pod or container; each worker "
+            "would need a port of its own)"
+        )
+    if settings.metrics_port and settings.metrics_port == settings.port:
+        raise SettingsError("METRICS_PORT must differ from PORT")
+    return settings

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +16,7 @@ from .calls import Context
 from .errors import ApiError
 from .limits import RateLimits
 from .listener import Listener
-from .metrics import Metrics
+from .metrics import Gauges, Metrics
 from .routes import Route, RouteTable
 from .settings import Settings
 from .streams import Row, Streams
@@ -33,6 +34,14 @@ SWITCHABLE_ROLES = (
     "select r.rolname::text, (select pg_catalog.substr(c, 19) from unnest(r.rolconfig) as c"
     " where c like 'statement\\_timeout=%%' limit 1) from pg_catalog.pg_roles as r"
     " where r.rolname <> %(a)s and pg_catalog.pg_has_role(%(a)s, r.oid, 'member')"
+)
+
+# Pool gauges, read from psycopg_pool's get_stats() at scrape time.
+POOL = (
+    ("emberlog_pool_size", "Connections the request pool holds (busy or idle)", "pool_size"),
+    ("emberlog_pool_available", "Idle connections in the request pool", "pool_available"),
+    ("emberlog_pool_requests_waiting", "Requests waiting for a connection", "requests_waiting"),
+    ("emberlog_pool_max_size", "Most connections the request pool may open", "pool_max"),
 )
 
 
@@ -56,6 +65,36 @@ class AppState:
     def __post_init__(self) -> None:
         self.auth = Authenticator(self.settings)
         self.limits = RateLimits.from_settings(self.settings)
+        self.metrics.watch(Gauges({name: (doc, self._pool_stat(key)) for name, doc, key in POOL}))
+
+    def _pool_stat(self, key: str) -> Callable[[], float | None]:
+        def read() -> float | None:
+            return None if self.pool is None else self.pool.get_stats().get(key, 0)
+
+        return read
+
+    async def refresh_stream_metrics(self, every: float) -> None:
+        """Every few seconds, the streams' lag gauges (see stream_metrics_once)."""
+        while True:
+            await asyncio.sleep(every)
+            await self.stream_metrics_once()
+
+    async def stream_metrics_once(self) -> None:
+        """Each stream's head in the log against what this process has fetched
+        (emberlog_stream_lag_events). Read-only: it publishes nothing."""
+        metrics = self.metrics
+        for hub in list(self.streams.hubs.values()) if self.streams is not None else []:
+            name = hub.route.template
+            try:
+                context = self.stream_context(hub.route)
+                rows = await self.fetch_events(hub.route, None, 1, context)
+            except Exception as exc:  # the database is away: health reports that
+                log.debug("stream %s: reading the head failed (%s)", name, exc)
+                continue
+            head = rows[0][0] if rows else 0
+            metrics.stream_head.labels(name).set(head)
+            metrics.stream_position.labels(name).set(hub.cursor)
+            metrics.stream_lag.labels(name).set(max(head - hub.cursor, 0))
 
     def require_pool(self) -> AsyncConnectionPool:
         assert self.pool is not None, "the pool opens at start-up"
@@ -84,6 +123,8 @@ class AppState:
         self.routes = table
         self._grants = {}
         self.reloads += 1
+        self.metrics.route_reloads.inc()
+        self.metrics.routes.set(len(table))
         if self.streams is not None:
             channels = self.streams.sync([r for r in table.routes if r.is_stream])
             if self.listener is not None and self.settings.stream_mode != "poll":

@@ -1,0 +1,75 @@
+"""What an operator sees of a real server process: its log lines, its start-up summary,
+metrics on their own port, and the settings a container sets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from ops.local import free_port
+from tests.e2e.conftest import ROOT, wait_until
+
+
+def log_lines(server) -> list[str]:
+    return [line for line in server.log_path.read_text().splitlines() if line.strip()]
+
+
+def test_logs_are_json_lines_with_a_start_up_summary_and_request_fields(serve):
+    server = serve(ACCESS_LOG="all", MIGRATE_ON_START="false")
+    assert server.http.get("/api/v1/incidents", headers={"X-Request-ID": "abc-123"}).is_success
+    assert server.http.post("/api/v1/incidents", json={}, headers=server.ingest).status_code == 422
+    entries = wait_until(
+        lambda: [json.loads(x) for x in log_lines(server)] if len(log_lines(server)) >= 4 else None
+    )  # every line parses as JSON, uvicorn's and psycopg's included
+    (start,) = [e for e in entries if e["msg"] == "starting"]
+    assert start["level"] == "info" and start["logger"] == "emberlog.cli"
+    assert start["migrations_applied"] == "skipped (MIGRATE_ON_START=false)"
+    assert start["migrations_pending"] == []
+    assert start["routes"] >= 4 and start["version"] and start["postgres"]
+    assert start["database"].startswith("postgres@") and "password" not in json.dumps(start)
+    requests = wait_until(
+        lambda: [e for e in map(json.loads, log_lines(server)) if e["msg"] == "request"]
+    )
+    read = next(e for e in requests if e["request_id"] == "abc-123")
+    assert read["route"] == "/api/v1/incidents" and read["status"] == 200
+    assert read["role"] == "emberlog_anon" and read["duration_ms"] >= 0
+    write = next(e for e in requests if e["method"] == "POST")
+    assert write["status"] == 422 and write["role"] == "emberlog_ingest"
+    assert all(server.ingest["X-API-Key"] not in line for line in log_lines(server))
+
+
+def test_console_logs_are_one_readable_line_each(serve):
+    server = serve(LOG_FORMAT="console", ACCESS_LOG="all", LOG_LEVEL="debug")
+    assert server.http.get("/healthz").status_code == 200
+    lines = wait_until(lambda: [x for x in log_lines(server) if "path=/healthz" in x])
+    assert " INFO " in lines[0] and "route=/healthz" in lines[0] and "status=200" in lines[0]
+    assert not log_lines(server)[0].startswith("{")
+
+
+def test_metrics_on_their_own_port_only(serve):
+    port = free_port()
+    server = serve(METRICS_PORT=str(port))
+    assert server.http.get("/healthz").status_code == 200
+    assert server.http.get("/metrics").status_code == 404  # not on the public port
+    scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+    assert scraped.status_code == 200
+    names = {f.name for f in text_string_to_metric_families(scraped.text)}
+    assert {"emberlog_http_requests", "emberlog_pool_size", "process_cpu_seconds"} <= names
+
+
+def test_settings_that_cannot_work_together_are_refused_at_start():
+    env = {"PATH": "/usr/bin:/bin", "METRICS_PORT": "9090", "WORKERS": "2"}
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "serve"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "METRICS_PORT needs WORKERS=1" in result.stderr
