@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: help install run dev test lint fuzz format migrate routes psql bench bench-sse clean
+.PHONY: help install kubectl run dev test lint fuzz format migrate routes psql bench bench-sse clean
 
 help:
 	@echo "make run      serve on HOST:PORT (default 127.0.0.1:8080), embedded PostgreSQL unless DATABASE_URL"
@@ -33,13 +33,20 @@ run: install
 dev: install
 	$(BIN)/emberlog-api serve --reload
 
-test: install
+test: install kubectl
 	$(BIN)/pytest
+
+# tests/ops renders ops/k8s with kubectl's built-in kustomize (v5, as ArgoCD uses).
+kubectl:
+	@command -v kubectl >/dev/null || { echo "kubectl (1.27 or later) is needed to render" \
+	  "ops/k8s: https://kubernetes.io/docs/tasks/tools/"; exit 1; }
 
 lint: install
 	$(BIN)/ruff check app tests ops
 	$(BIN)/ruff format --check app tests ops
 	$(BIN)/sqlfluff lint sql migrations
+	$(BIN)/yamllint --strict -c ops/yamllint.yaml ops
+	$(BIN)/hadolint --failure-threshold warning ops/Containerfile
 
 format: install
 	$(BIN)/ruff format app tests ops

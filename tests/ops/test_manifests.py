@@ -1,0 +1,155 @@
+"""Deployment files, checked statically (no cluster, no container engine here): every
+rendered Kubernetes manifest against the Kubernetes schemas, offline; the YAML linted;
+the Containerfile linted (hadolint) and held to what operators rely on."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+from dockerfile_parse import DockerfileParser
+
+ROOT = Path(__file__).resolve().parents[2]
+OPS = ROOT / "ops"
+OVERLAYS = sorted(p.parent for p in (OPS / "k8s" / "overlays").glob("*/kustomization.yaml"))
+KUBERNETES_VERSION = "1.31"  # k3s stable at the time of writing; schemas ship offline
+
+
+def render(directory: Path) -> list[dict]:
+    """`kubectl kustomize` (kustomize built in), as ArgoCD renders the overlay."""
+    kubectl = shutil.which("kubectl")
+    assert kubectl, "kubectl is needed to render ops/k8s (apt-get install kubernetes-client)"
+    out = subprocess.run(
+        [kubectl, "kustomize", str(directory)], capture_output=True, text=True, check=True
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+@pytest.fixture(scope="module", params=OVERLAYS, ids=lambda p: p.name)
+def manifests(request) -> list[dict]:
+    return render(request.param)
+
+
+def by_kind(docs: list[dict], kind: str) -> list[dict]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def test_there_is_an_overlay_for_a_home_cluster():
+    assert [p.name for p in OVERLAYS] == ["home"]
+
+
+def test_every_rendered_manifest_is_valid_for_kubernetes(manifests):
+    kinds = sorted(d["kind"] for d in manifests)
+    assert kinds == sorted(
+        [
+            "ConfigMap",
+            "Deployment",
+            "HorizontalPodAutoscaler",
+            "Ingress",
+            "Job",
+            "Namespace",
+            "PodDisruptionBudget",
+            "Service",
+            "ServiceAccount",
+        ]
+    )
+    for doc in manifests:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+def test_the_deployment_probes_drains_and_runs_locked_down(manifests):
+    (deployment,) = by_kind(manifests, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    (api,) = pod["containers"]
+    assert api["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert "replicas" not in deployment["spec"]  # the HPA owns the count
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert api["securityContext"]["readOnlyRootFilesystem"] is True
+    assert api["securityContext"]["allowPrivilegeEscalation"] is False
+    assert api["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert api["resources"]["requests"] and api["resources"]["limits"]["memory"]
+    # Longer than the preStop pause plus the SSE drain (streams end at SIGTERM).
+    assert pod["terminationGracePeriodSeconds"] > 5 + 15
+
+
+def test_secrets_are_referenced_never_committed(manifests):
+    assert by_kind(manifests, "Secret") == []
+    (deployment,) = by_kind(manifests, "Deployment")
+    (api,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in api["env"]}
+    assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "emberlog-api"
+    assert all("value" not in e for e in api["env"])
+
+
+def test_migrations_run_before_the_deployment_rolls(manifests):
+    (job,) = by_kind(manifests, "Job")
+    assert job["metadata"]["annotations"]["argocd.argoproj.io/hook"] == "PreSync"
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["migrate"]
+    (config,) = by_kind(manifests, "ConfigMap")
+    assert config["data"]["MIGRATE_ON_START"] == "false"  # pods never migrate themselves
+    assert config["data"]["WORKERS"] == "1"  # one process per pod: /metrics is the pod's
+
+
+def test_the_ingress_streams_sse_and_keeps_metrics_private(manifests):
+    (ingress,) = by_kind(manifests, "Ingress")
+    annotations = ingress["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
+    assert int(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 3600
+    paths = [p["path"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]]
+    assert "/metrics" not in paths and "/" not in paths
+
+
+def test_the_argocd_application_points_at_the_overlay():
+    app = yaml.safe_load((OPS / "argocd" / "application.yaml").read_text())
+    assert app["kind"] == "Application"
+    path = app["spec"]["source"]["path"]
+    assert (ROOT / path / "kustomization.yaml").is_file()
+    assert app["spec"]["destination"]["namespace"] == "emberlog"
+
+
+def test_the_yaml_is_lint_clean():
+    files = [str(p) for p in sorted(OPS.rglob("*.yaml"))]
+    result = subprocess.run(
+        [sys.executable, "-m", "yamllint", "--strict", "-c", str(OPS / "yamllint.yaml"), *files],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout
+
+
+CONTAINERFILE = OPS / "Containerfile"
+
+
+def test_the_containerfile_passes_hadolint():
+    hadolint = Path(sys.executable).parent / "hadolint"
+    result = subprocess.run(
+        [str(hadolint), "--failure-threshold", "warning", str(CONTAINERFILE)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_image_is_small_non_root_and_checks_its_health():
+    parsed = DockerfileParser(fileobj=io.BytesIO(CONTAINERFILE.read_bytes()))
+    stages = [i for i in parsed.structure if i["instruction"] == "FROM"]
+    assert len(stages) == 2  # build tools stay in the first stage
+    final = parsed.structure[parsed.structure.index(stages[-1]) :]
+    instructions = [(i["instruction"], i["value"]) for i in final]
+    copies = [v for k, v in instructions if k == "COPY"]
+    assert not any("tests" in c or ".ci" in c for c in copies)
+    user = [v for k, v in instructions if k == "USER"]
+    assert user and not user[-1].startswith(("0", "root"))
+    assert ("EXPOSE", "8080") in instructions
+    assert any(k == "HEALTHCHECK" and "/healthz" in v for k, v in instructions)
+    env = parsed.envs
+    assert env["PORT"] == "8080" and env["HOST"] == "0.0.0.0"
+    assert "DATABASE_URL" not in env  # configuration only from the environment
