@@ -86,7 +86,10 @@ def log_start(url: str, settings: Settings, applied: list[str] | None) -> None:
     with psycopg.connect(url) as conn:
         table = routes.load_sync(conn, settings.api_schema)
         server = conn.info.server_version
-    pending = deploy.pending_migrations(url)
+    try:
+        pending: list[str] | str = deploy.pending_migrations(url)
+    except Exception as exc:  # e.g. the authenticator may not read yoyo's tables
+        pending = f"unknown ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120]})"
     log.info(
         "starting",
         extra={
@@ -103,7 +106,7 @@ def log_start(url: str, settings: Settings, applied: list[str] | None) -> None:
             "metrics": f":{settings.metrics_port}" if settings.metrics_port else "/metrics",
         },
     )
-    if pending:
+    if pending and isinstance(pending, list):
         log.warning("migrations pending: %s (run emberlog-api migrate)", ", ".join(pending))
 
 

@@ -73,3 +73,15 @@ def test_settings_that_cannot_work_together_are_refused_at_start():
     )
     assert result.returncode == 2
     assert "METRICS_PORT needs WORKERS=1" in result.stderr
+
+
+def test_a_pod_logs_in_as_the_authenticator_and_does_not_migrate(serve, fault_database):
+    """The Kubernetes setup: DATABASE_URL is the authenticator, a Job migrates."""
+    scheme, rest = fault_database.split("://", 1)
+    url = f"{scheme}://emberlog_authenticator@{rest.split('@', 1)[1]}"
+    server = serve(DATABASE_URL=url, MIGRATE_ON_START="false")
+    assert server.http.get("/api/v1/incidents").status_code == 200
+    start = next(e for e in map(json.loads, log_lines(server)) if e["msg"] == "starting")
+    assert start["database"].startswith("emberlog_authenticator@")
+    assert start["routes"] >= 4
+    assert start["migrations_applied"] == "skipped (MIGRATE_ON_START=false)"
