@@ -35,6 +35,19 @@ def wait_until(check, timeout: float = 20.0, interval: float = 0.1):
     raise AssertionError(f"condition not met in {timeout}s (last: {last!r})")
 
 
+def cli(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """`emberlog-api ARGS` as an operator runs it, with these variables on top of ours
+    (an empty one counts as unset, as in the app); output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 class ServerProcess:
     """`emberlog-api serve` in a subprocess, as `make run` starts it."""
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 
 import httpx
 import psycopg
 
 from tests import pg
-from tests.e2e.conftest import wait_until
+from tests.e2e.conftest import cli, wait_until
 from tests.incidents import payload
 
 
@@ -76,33 +77,12 @@ def test_killed_connections_heal_and_reload_still_works(serve, fault_database):
 
 
 def test_cli_lists_routes_and_rejects_a_bad_time_zone(fault_database):
-    import os
-    import subprocess
-    import sys
-
-    from tests.e2e.conftest import ROOT
-
-    env = {**os.environ, "DATABASE_URL": fault_database}
-    listed = subprocess.run(
-        [sys.executable, "-m", "app.cli", "routes"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    listed = cli("routes", DATABASE_URL=fault_database)
+    assert listed.returncode == 0, listed.stderr
     assert "GET    /api/v1/incidents/{id}" in listed.stdout
     assert "POST   /api/v1/incidents" in listed.stdout
     assert "SSE    /api/v1/sse/incidents" in listed.stdout
-    bad = subprocess.run(
-        [sys.executable, "-m", "app.cli", "serve"],
-        cwd=ROOT,
-        env={**env, "NAIVE_TIMEZONE": "Mars/Olympus", "PORT": "1"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    bad = cli("serve", DATABASE_URL=fault_database, NAIVE_TIMEZONE="Mars/Olympus", PORT="1")
     assert bad.returncode != 0 and "NAIVE_TIMEZONE" in bad.stderr
 
 
@@ -131,19 +111,11 @@ def test_a_deploy_reloads_running_servers(serve, fault_database, tmp_path):
 
 
 def test_cli_prunes_the_event_log(fault_database):
-    import os
-    import subprocess
-    import sys
-
-    from tests.e2e.conftest import ROOT
-
     with psycopg.connect(fault_database, autocommit=True) as conn:
         conn.execute("select api.create_incident(%s::jsonb)", (json.dumps(payload()),))
-    env = {**os.environ, "DATABASE_URL": fault_database}
 
     def prune(*args: str) -> subprocess.CompletedProcess:
-        command = [sys.executable, "-m", "app.cli", "prune-events", *args]
-        return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+        return cli("prune-events", *args, DATABASE_URL=fault_database)
 
     assert prune().stdout == "events deleted: 0\n"  # nothing is 7 days old
     deleted = prune("--older-than", "0")
@@ -155,16 +127,9 @@ def test_cli_prunes_the_event_log(fault_database):
 
 def test_cli_creates_lists_and_revokes_api_keys(serve, fault_database):
     import os
-    import subprocess
-    import sys
-
-    from tests.e2e.conftest import ROOT
-
-    env = {**os.environ, "DATABASE_URL": fault_database, "API_KEY_CACHE_SECONDS": "0"}
 
     def keys(*args: str) -> subprocess.CompletedProcess:
-        command = [sys.executable, "-m", "app.cli", "keys", *args]
-        return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+        return cli("keys", *args, DATABASE_URL=fault_database, API_KEY_CACHE_SECONDS="0")
 
     name = f"calypso-{os.getpid()}"
     created = keys("create", "--name", name, "--role", "emberlog_ingest")

@@ -4,14 +4,12 @@ metrics on their own port, and the settings a container sets."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from ops.local import free_port
-from tests.e2e.conftest import ROOT, wait_until
+from tests.e2e.conftest import cli, wait_until
 
 
 def log_lines(server) -> list[str]:
@@ -62,15 +60,7 @@ def test_metrics_on_their_own_port_only(serve):
 
 
 def test_settings_that_cannot_work_together_are_refused_at_start():
-    env = {"PATH": "/usr/bin:/bin", "METRICS_PORT": "9090", "WORKERS": "2"}
-    result = subprocess.run(
-        [sys.executable, "-m", "app.cli", "serve"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = cli("serve", METRICS_PORT="9090", WORKERS="2", DATABASE_URL="")
     assert result.returncode == 2
     assert "METRICS_PORT needs WORKERS=1" in result.stderr
 
