@@ -52,6 +52,9 @@ class Lifespan:
         state, settings = self.state, self.state.settings
         state.pool = create_pool(settings)
         await state.pool.open(wait=False)
+        if settings.read_database_url:
+            state.read_pool = create_pool(settings, settings.read_database_url, "reads")
+            await state.read_pool.open(wait=False)
         state.streams = Streams(
             state.fetch_events, state.metrics, settings.sse_client_buffer, settings.stream_batch
         )
@@ -127,6 +130,8 @@ class Lifespan:
         if self.state.pool is not None:
             await self.state.auth.record_use(self.state.pool)
             await self.state.pool.close()
+        if self.state.read_pool is not None:
+            await self.state.read_pool.close()
 
 
 class Metrics:

@@ -12,6 +12,10 @@ client-side binding (AsyncClientCursor). Measured in issue 5 against the previou
 BEGIN/set/call/read/COMMIT pipeline (psycopg flushes each pipelined statement with a
 send of its own): 0.54 -> 0.30 ms of client CPU per call; preparing took PostgreSQL's
 CPU per get_by_id from 0.36 to 0.28 ms (README, "Performance").
+
+Behind a pooler in transaction mode (PgBouncer), a connection's prepared statements
+are not the next transaction's: PREPARED_STATEMENTS=false sends each statement whole
+instead, in the same one message, its values cast to the declared types.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import re
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
@@ -35,6 +40,7 @@ from .errors import ApiError
 from .routes import Route
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 SET_CONTEXT = (
     "select pg_catalog.set_config('role', $1, true),"
@@ -55,36 +61,71 @@ RESPONSE_SETTINGS = (
     ", pg_catalog.current_setting('response.status', true),"
     " pg_catalog.current_setting('response.headers', true)"
 )
-# Literals bound client-side into EXECUTE; the underscored names are SET_CONTEXT's.
-CONTEXT_ARGS = "(%(_role)s, %(_claims)s, %(_headers)s, %(_method)s, %(_path)s, %(_base_url)s,"
-CONTEXT_ARGS += " %(_audio_base_url)s, %(_statement_timeout)s)"
+# SET_CONTEXT's values, in order (underscored: a route's statement names its own).
+CONTEXT_PARAMS = {
+    name: "text"
+    for name in (
+        "_role",
+        "_claims",
+        "_headers",
+        "_method",
+        "_path",
+        "_base_url",
+        "_audio_base_url",
+        "_statement_timeout",
+    )
+}
+# Quoted names and strings (kept whole), parameters outside them ($1, not a$1), and %.
+PARAMETER = re.compile(r'"(?:[^"]|"")*"|\'(?:[^\']|\'\')*\'|(?<![\w$])\$(\d+)(?!\d)|%')
 
 
 @dataclass(frozen=True)
 class Prepared:
-    """A statement prepared by name on each pooled connection (PREPARE, once), then
-    run with EXECUTE inside the request's message: parsed and planned once per
-    connection instead of once per request."""
+    """One statement with numbered parameters, in the two ways it may be sent.
+
+    Prepared by name on each pooled connection (PREPARE, once), then run with EXECUTE
+    inside the request's message: parsed and planned once per connection instead of
+    once per request. Or, where connections are not the app's own (PREPARED_STATEMENTS
+    =false), sent inline: each $n replaced by its value as a literal of the declared
+    type. Both carry psycopg's named placeholders for the values."""
 
     name: str
     definition: str  # PREPARE name (types) AS statement
-    execute: str  # EXECUTE name(...), with psycopg's named placeholders
+    execute: str  # EXECUTE name(%(a)s, ...)
+    inline: str  # the statement, $n written as (%(a)s)::type
 
     @classmethod
-    def of(cls, label: str, statement: str, types: str, arguments: str) -> Prepared:
-        """Named after what it runs (pg_stat_activity shows "execute emberlog_<label>_...",
-        so a DBA still sees which function a session is in), and a digest of it."""
+    def of(cls, label: str, statement: str, params: Mapping[str, str]) -> Prepared:
+        """params: placeholder name -> type, in $n order. Named after what it runs
+        (pg_stat_activity shows "execute emberlog_<label>_...", so a DBA still sees
+        which function a session is in), and a digest of it."""
+        types = ", ".join(params.values())
         digest = hashlib.blake2b(f"{types}|{statement}".encode(), digest_size=8).hexdigest()
         name = f"emberlog_{re.sub(r'[^a-z0-9_]', '', label.lower())[:36]}_{digest}"
-        return cls(name, f"prepare {name} ({types}) as {statement}", f"execute {name}{arguments}")
+        values = [f"%({p})s" for p in params]
+        casts = [f"({v})::{t}" for v, t in zip(values, params.values(), strict=True)]
+        return cls(
+            name,
+            f"prepare {name} ({types}) as {statement}",
+            f"execute {name}({', '.join(values)})",
+            inline(statement, casts),
+        )
+
+
+def inline(statement: str, values: list[str]) -> str:
+    """The statement with $n replaced by values[n - 1] and every other % doubled (for
+    psycopg's client-side binding); text in quotes is left as it is."""
+
+    def value(match: re.Match[str]) -> str:
+        number = match.group(1)
+        return values[int(number) - 1] if number else match.group(0).replace("%", "%%")
+
+    return PARAMETER.sub(value, statement)
 
 
 CONTEXT = {
     read_only: Prepared.of(
-        "context",
-        SET_CONTEXT + (READ_ONLY if read_only else ""),
-        ", ".join(["text"] * 8),
-        CONTEXT_ARGS,
+        "context", SET_CONTEXT + (READ_ONLY if read_only else ""), CONTEXT_PARAMS
     )
     for read_only in (True, False)
 }
@@ -179,7 +220,7 @@ def call_statement(route: Route, names: tuple[str, ...], body_arg: str | None) -
         )
     # Rendered once: names quoted the standard way. $1: the values, $2: the body.
     return Prepared.of(
-        route.function, statement.as_string(None), "jsonb, jsonb", "(%(values)s, %(body)s)"
+        route.function, statement.as_string(None), {"values": "jsonb", "body": "jsonb"}
     )
 
 
@@ -190,22 +231,26 @@ def stream_statement(route: Route) -> Prepared:
         sql.Identifier(route.schema, route.function)
     )
     return Prepared.of(
-        route.function, statement.as_string(None), "bigint, integer", "(%(after_id)s, %(limit)s)"
+        route.function, statement.as_string(None), {"after_id": "bigint", "limit": "integer"}
     )
 
 
 @lru_cache(maxsize=2048)
-def script(statement: Prepared, read_only: bool) -> str:
+def script(statement: Prepared, read_only: bool, prepared: bool = True) -> str:
     """The whole transaction around one statement, as one simple-query message."""
-    return f"{CONTEXT[read_only].execute};\n{statement.execute}"
+    if prepared:
+        return f"{CONTEXT[read_only].execute};\n{statement.execute}"
+    return f"{CONTEXT[read_only].inline};\n{statement.inline}"
 
 
 class ConnectionLost(Exception):
     """The pooled connection died under the request (database restart, killed backend)."""
 
 
-async def execute(pool: AsyncConnectionPool, call: Call, context: Context) -> Result:
-    """Run the call in one transaction on a pooled connection.
+async def execute(
+    pool: AsyncConnectionPool, call: Call, context: Context, prepared: bool = True
+) -> Result:
+    """Run the call in one transaction on a pooled connection (prepared: see Prepared).
 
     A read-only call whose connection turns out dead (e.g. after a database restart) is
     retried once, after the pool has dropped its other dead connections. A write is not:
@@ -213,9 +258,9 @@ async def execute(pool: AsyncConnectionPool, call: Call, context: Context) -> Re
     """
 
     async def once(conn: psycopg.AsyncConnection) -> Result:
-        cursor = await _transaction(
-            conn, context, call.route.read_only, call.statement(), call.params()
-        )
+        statement = call.statement()
+        read_only = call.route.read_only
+        cursor = await _transaction(conn, context, read_only, statement, call.params(), prepared)
         body, status, headers = await cursor.fetchone()  # type: ignore[misc]
         return Result(body if body is not None else "null", status or None, headers or None)
 
@@ -231,12 +276,13 @@ async def read_rows(
     params: dict[str, Any],
     context: Context,
     read_only: bool = True,
+    prepared: bool = True,
 ) -> list[tuple[Any, ...]]:
     """A statement in the same per-request transaction; all its rows. Retried once on a
     lost connection, so it must be safe to run twice (a read, or a publish of events)."""
 
     async def once(conn: psycopg.AsyncConnection) -> list[tuple[Any, ...]]:
-        cursor = await _transaction(conn, context, read_only, statement, params)
+        cursor = await _transaction(conn, context, read_only, statement, params, prepared)
         return await cursor.fetchall()
 
     return await _with_connection(pool, once, True)
@@ -259,6 +305,10 @@ async def _with_connection(
                     # ran. Forget the record and go again, write or not.
                     PREPARED.pop(conn, None)
                     if attempt == 2:
+                        log.error(
+                            "statements prepared on this connection vanished twice in a row:"
+                            " behind a pooler in transaction mode, set PREPARED_STATEMENTS=false"
+                        )
                         raise
                     continue
                 except psycopg.Error as exc:
@@ -281,12 +331,15 @@ async def _transaction(
     read_only: bool,
     statement: Prepared,
     params: dict[str, Any],
+    prepared: bool,
 ) -> psycopg.AsyncClientCursor[Any]:
     """The request settings, then the statement: one message, one implicit transaction,
     one round trip. Returns the cursor on the statement's result."""
-    await _prepare(conn, (CONTEXT[read_only], statement), context.role)
+    if prepared:
+        await _prepare(conn, (CONTEXT[read_only], statement), context.role)
     cursor = psycopg.AsyncClientCursor(conn)
-    await cursor.execute(script(statement, read_only), {**context.params(), **params})
+    sent = script(statement, read_only, prepared)
+    await cursor.execute(sent, {**context.params(), **params})
     cursor.nextset()
     return cursor
 

@@ -13,9 +13,14 @@ from .settings import Settings, SettingsError
 log = logging.getLogger(__name__)
 
 
-def connect_kwargs() -> dict[str, Any]:
-    """Arguments for every connection the app makes (pool and listener)."""
-    return {"autocommit": True, "application_name": "emberlog-api"}
+def connect_kwargs(settings: Settings | None = None) -> dict[str, Any]:
+    """Arguments for every connection the app makes (pools and listener). With
+    PREPARED_STATEMENTS=false psycopg prepares nothing either: behind a pooler in
+    transaction mode a statement prepared in one transaction may be gone in the next."""
+    kwargs: dict[str, Any] = {"autocommit": True, "application_name": "emberlog-api"}
+    if settings is not None and not settings.prepared_statements:
+        kwargs["prepare_threshold"] = None
+    return kwargs
 
 
 async def prepare_connection(conn: psycopg.AsyncConnection, settings: Settings) -> None:
@@ -24,6 +29,8 @@ async def prepare_connection(conn: psycopg.AsyncConnection, settings: Settings) 
     Logging in as the authenticator is the production setup. When the URL logs in as
     another role (the embedded default is the superuser), switching at session level
     still makes every request start from the authenticator's (lack of) privileges.
+    Behind a pooler in transaction mode, log in as the authenticator: the pooler keeps
+    TimeZone for each client (it tracks that parameter), but not the role.
     """
     await conn.execute(
         "select pg_catalog.set_config('role', %s, false), "
@@ -32,22 +39,26 @@ async def prepare_connection(conn: psycopg.AsyncConnection, settings: Settings) 
     )
 
 
-def create_pool(settings: Settings) -> AsyncConnectionPool:
-    """The request pool, not yet open (open it in the app's start-up)."""
-    assert settings.database_url, "database_url is resolved before the app starts"
+def create_pool(
+    settings: Settings, url: str | None = None, name: str = "requests"
+) -> AsyncConnectionPool:
+    """A request pool, not yet open (open it in the app's start-up): DATABASE_URL's,
+    or another URL's (READ_DATABASE_URL), each connection prepared the same way."""
+    url = url or settings.database_url
+    assert url, "database_url is resolved before the app starts"
 
     async def configure(conn: psycopg.AsyncConnection) -> None:
         await prepare_connection(conn, settings)
 
     return AsyncConnectionPool(
-        settings.database_url,
-        kwargs=connect_kwargs(),
+        url,
+        kwargs=connect_kwargs(settings),
         min_size=settings.pool_min_size,
         max_size=max(settings.pool_max_size, settings.pool_min_size),
         timeout=settings.pool_timeout,
         configure=configure,
         open=False,
-        name="emberlog-requests",
+        name=f"emberlog-{name}",
         reconnect_timeout=3600.0,
     )
 

@@ -110,7 +110,8 @@ class Gateway:
         if match.route.is_stream:
             return await sse.serve(self.state, req, resp, match.route, context)
         call = await bind(req, match, settings.max_body_bytes)
-        work = calls.execute(self.state.require_pool(), call, context)
+        pool = self.state.pool_for(match.route)
+        work = calls.execute(pool, call, context, settings.prepared_statements)
         if settings.cancel_on_disconnect:
             work = watch.unless_client_leaves(req, work)
         apply_result(resp, await work)

@@ -10,6 +10,7 @@ from typing import Any
 
 import falcon
 from falcon.asgi import Request, Response
+from psycopg_pool import AsyncConnectionPool
 
 from . import __version__
 from .errors import ApiError
@@ -18,11 +19,22 @@ from .state import AppState
 SERVICE = "emberlog-api"
 
 
-async def database_check(state: AppState) -> dict[str, Any]:
+# The check's name for each pool (state.pools()).
+CHECKS = {"requests": "database", "reads": "read_database"}
+
+
+async def database_checks(state: AppState) -> dict[str, dict[str, Any]]:
+    """The checks by name: database (DATABASE_URL), and read_database when
+    READ_DATABASE_URL is set."""
+    pools = state.pools() or {"requests": None}  # no pool yet: the database is unreachable
+    return {CHECKS[name]: await database_check(state, pool) for name, pool in pools.items()}
+
+
+async def database_check(state: AppState, pool: AsyncConnectionPool | None) -> dict[str, Any]:
     """One round trip to PostgreSQL, bounded by HEALTH_TIMEOUT."""
     started = time.perf_counter()
     try:
-        pool = state.require_pool()
+        assert pool is not None, "the pool opens at start-up"
         async with asyncio.timeout(state.settings.health_timeout):
             async with pool.connection(timeout=state.settings.health_timeout) as conn:
                 await conn.execute("select 1")
@@ -54,14 +66,15 @@ class Readiness:
         self.state = state
 
     async def on_get(self, req: Request, resp: Response) -> None:
-        database = await database_check(self.state)
+        checks = await database_checks(self.state)
+        unreachable = [name for name, check in checks.items() if check["status"] != "healthy"]
         routes = len(self.state.routes) if self.state.routes is not None else None
         streams = self.state.streams
         problems = [
             problem
             for problem, failing in (
                 ("shutting down", streams is not None and streams.closing),
-                ("database unreachable", database["status"] != "healthy"),
+                *((f"{name.replace('_', ' ')} unreachable", True) for name in unreachable),
                 ("routes not loaded", routes is None),
                 ("streams not ready", streams is not None and not streams.ready()),
             )
@@ -72,7 +85,7 @@ class Readiness:
                 503,
                 "not ready: " + ", ".join(problems),
                 "not_ready",
-                {"database": database["status"], "routes": routes},
+                {**{name: check["status"] for name, check in checks.items()}, "routes": routes},
                 headers={"Retry-After": "1"},
             )
         _json(resp, {"status": "ready", "routes": routes})
@@ -85,14 +98,15 @@ class Health:
         self.state = state
 
     async def on_get(self, req: Request, resp: Response) -> None:
-        database = await database_check(self.state)
+        checks = await database_checks(self.state)
+        healthy = all(check["status"] == "healthy" for check in checks.values())
         _json(
             resp,
             {
-                "status": "healthy" if database["status"] == "healthy" else "degraded",
+                "status": "healthy" if healthy else "degraded",
                 "service": SERVICE,
                 "version": __version__,
                 "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                "checks": {"database": database},
+                "checks": checks,
             },
         )

@@ -117,7 +117,7 @@ class Listener:
         token = uuid.uuid4().hex
         await conn.execute(sql.SQL("listen {}").format(sql.Identifier(PROBE_CHANNEL)))
         async with await psycopg.AsyncConnection.connect(
-            self.settings.database_url, **connect_kwargs()
+            self.settings.database_url, **connect_kwargs(self.settings)
         ) as other:
             await other.execute("select pg_catalog.pg_notify(%s, %s)", (PROBE_CHANNEL, token))
         arrived = False

@@ -6,7 +6,7 @@ Labels are bounded: a route label is a route template (or "unmatched"), never a 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import (
@@ -108,17 +108,24 @@ class Metrics:
 
 
 class Gauges(Collector):
-    """Gauges whose values are read when scraped, from callables returning numbers (or
-    None while there is nothing to report, e.g. before the pool exists)."""
+    """Gauges whose values are read when scraped: per name, a callable returning a
+    number per value of one label (none while there is nothing to report, e.g. before
+    the pools exist)."""
 
-    def __init__(self, gauges: dict[str, tuple[str, Callable[[], float | None]]]) -> None:
+    def __init__(
+        self, label: str, gauges: dict[str, tuple[str, Callable[[], Mapping[str, float]]]]
+    ) -> None:
+        self.label = label
         self.gauges = gauges
 
     def collect(self) -> Iterator[Any]:
         for name, (documentation, read) in self.gauges.items():
-            value = read()
-            if value is not None:
-                yield GaugeMetricFamily(name, documentation, value=value)
+            values = read()
+            if values:
+                family = GaugeMetricFamily(name, documentation, labels=[self.label])
+                for label, value in values.items():
+                    family.add_metric([label], value)
+                yield family
 
     def describe(self) -> Iterator[Any]:
         return iter(())  # values may be absent at registration: describe nothing up front

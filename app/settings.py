@@ -62,6 +62,8 @@ class Settings:
     migrate_on_start: bool = True
     metrics_port: int = 0  # 0: /metrics on the main port; else on its own port only
     listen_database_url: str | None = None  # the LISTEN connection's (default DATABASE_URL)
+    read_database_url: str | None = None  # GET routes' (a replica); default DATABASE_URL
+    prepared_statements: bool = True  # false behind a pooler in transaction mode
     rate_limit_per_address: float = 50.0
     rate_limit_burst: int = 100
     rate_limit_per_key: float = 100.0
@@ -217,6 +219,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
             migrate_on_start=_bool(env, "MIGRATE_ON_START", True),
             metrics_port=_int(env, "METRICS_PORT", 0, minimum=0, maximum=65535),
             listen_database_url=env.get("LISTEN_DATABASE_URL") or None,
+            read_database_url=env.get("READ_DATABASE_URL") or None,
+            prepared_statements=_bool(env, "PREPARED_STATEMENTS", True),
         )
     )
 

@@ -36,12 +36,13 @@ SWITCHABLE_ROLES = (
     " where r.rolname <> %(a)s and pg_catalog.pg_has_role(%(a)s, r.oid, 'member')"
 )
 
-# Pool gauges, read from psycopg_pool's get_stats() at scrape time.
+# Pool gauges, read from psycopg_pool's get_stats() at scrape time, labelled
+# pool="requests" (DATABASE_URL) or pool="reads" (READ_DATABASE_URL).
 POOL = (
-    ("emberlog_pool_size", "Connections the request pool holds (busy or idle)", "pool_size"),
-    ("emberlog_pool_available", "Idle connections in the request pool", "pool_available"),
+    ("emberlog_pool_size", "Connections the pool holds (busy or idle)", "pool_size"),
+    ("emberlog_pool_available", "Idle connections in the pool", "pool_available"),
     ("emberlog_pool_requests_waiting", "Requests waiting for a connection", "requests_waiting"),
-    ("emberlog_pool_max_size", "Most connections the request pool may open", "pool_max"),
+    ("emberlog_pool_max_size", "Most connections the pool may open", "pool_max"),
 )
 
 
@@ -52,6 +53,7 @@ class AppState:
     settings: Settings
     metrics: Metrics = field(default_factory=Metrics)
     pool: AsyncConnectionPool | None = None
+    read_pool: AsyncConnectionPool | None = None  # READ_DATABASE_URL's, if set
     routes: RouteTable | None = None
     reloads: int = 0
     routes_loaded: asyncio.Event = field(default_factory=asyncio.Event)
@@ -65,11 +67,17 @@ class AppState:
     def __post_init__(self) -> None:
         self.auth = Authenticator(self.settings)
         self.limits = RateLimits.from_settings(self.settings)
-        self.metrics.watch(Gauges({name: (doc, self._pool_stat(key)) for name, doc, key in POOL}))
+        gauges = {name: (doc, self._pool_stat(key)) for name, doc, key in POOL}
+        self.metrics.watch(Gauges("pool", gauges))
 
-    def _pool_stat(self, key: str) -> Callable[[], float | None]:
-        def read() -> float | None:
-            return None if self.pool is None else self.pool.get_stats().get(key, 0)
+    def pools(self) -> dict[str, AsyncConnectionPool]:
+        """The open pools by name: "requests", and "reads" when READ_DATABASE_URL is set."""
+        named = {"requests": self.pool, "reads": self.read_pool}
+        return {name: pool for name, pool in named.items() if pool is not None}
+
+    def _pool_stat(self, key: str) -> Callable[[], dict[str, float]]:
+        def read() -> dict[str, float]:
+            return {name: pool.get_stats().get(key, 0) for name, pool in self.pools().items()}
 
         return read
 
@@ -99,6 +107,14 @@ class AppState:
     def require_pool(self) -> AsyncConnectionPool:
         assert self.pool is not None, "the pool opens at start-up"
         return self.pool
+
+    def pool_for(self, route: Route) -> AsyncConnectionPool:
+        """Where a call runs: read-only routes on READ_DATABASE_URL's pool when there is
+        one (a replica), everything else on DATABASE_URL's. Streams are not calls: their
+        fetches publish queued events, so they stay on the primary (fetch_events)."""
+        if route.read_only and self.read_pool is not None:
+            return self.read_pool
+        return self.require_pool()
 
     def require_routes(self) -> RouteTable:
         """The route table, or a 503 the client may retry while it is not loaded yet."""
@@ -184,4 +200,5 @@ class AppState:
             {"after_id": after, "limit": limit},
             context or self.stream_context(route),
             read_only=context is not None,
+            prepared=self.settings.prepared_statements,
         )

@@ -63,9 +63,13 @@ async def test_requests_are_counted_by_route_template_method_and_status(client):
 async def test_pool_routes_and_process_are_reported(client):
     samples = await scrape(client)
     names = {name for name, _ in samples}
-    assert samples[("emberlog_pool_max_size", ())] == 4  # the test settings' pool
-    assert samples[("emberlog_pool_size", ())] >= 1
-    assert ("emberlog_pool_requests_waiting", ()) in samples
+    requests_pool = (("pool", "requests"),)
+    assert samples[("emberlog_pool_max_size", requests_pool)] == 4  # the test settings' pool
+    assert samples[("emberlog_pool_size", requests_pool)] >= 1
+    assert ("emberlog_pool_requests_waiting", requests_pool) in samples
+    assert not any(
+        name.startswith("emberlog_pool") for name, labels in samples if labels != requests_pool
+    )
     assert samples[("emberlog_route_table_reloads_total", ())] >= 1
     assert samples[("emberlog_routes", ())] >= 4
     assert {"process_resident_memory_bytes", "process_open_fds", "python_info"} <= names
