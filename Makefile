@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: help install kubectl run dev test lint fuzz format migrate routes psql bench bench-sse clean
+.PHONY: help install kubectl pgbouncer run dev test lint fuzz format migrate routes psql bench bench-sse clean
 
 help:
 	@echo "make run      serve on HOST:PORT (default 127.0.0.1:8080), embedded PostgreSQL unless DATABASE_URL"
@@ -33,13 +33,24 @@ run: install
 dev: install
 	$(BIN)/emberlog-api serve --reload
 
-test: install kubectl
+test: install kubectl pgbouncer
 	$(BIN)/pytest
 
 # tests/ops renders ops/k8s with kubectl's built-in kustomize (v5, as ArgoCD uses).
 kubectl:
 	@command -v kubectl >/dev/null || { echo "kubectl (1.27 or later) is needed to render" \
 	  "ops/k8s: https://kubernetes.io/docs/tasks/tools/"; exit 1; }
+
+# tests/e2e/test_pooler.py runs the app through a real PgBouncer in transaction mode:
+# installed from Debian's packages when missing (as root, or with sudo).
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+pgbouncer:
+	@command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer || { \
+	  command -v apt-get >/dev/null || { echo "PgBouncer is needed by the tests:" \
+	    "install it with your package manager (package pgbouncer)"; exit 1; }; \
+	  echo "installing PgBouncer (Debian package pgbouncer)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends pgbouncer >/dev/null; }
 
 lint: install
 	$(BIN)/ruff check app tests ops

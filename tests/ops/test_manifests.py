@@ -15,6 +15,8 @@ import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 
+from app import settings
+
 ROOT = Path(__file__).resolve().parents[2]
 OPS = ROOT / "ops"
 OVERLAYS = sorted(p.parent for p in (OPS / "k8s" / "overlays").glob("*/kustomization.yaml"))
@@ -86,6 +88,34 @@ def test_secrets_are_referenced_never_committed(manifests):
     env = {e["name"]: e for e in api["env"]}
     assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "emberlog-api"
     assert all("value" not in e for e in api["env"])
+
+
+class Reads(dict):
+    """An environment that remembers which variables were asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: set[str] = set()
+
+    def get(self, key, default=None):
+        self.asked.add(key)
+        return super().get(key, default)
+
+
+def test_every_variable_the_manifests_set_is_one_the_app_reads(manifests):
+    """A misspelt name in a ConfigMap or an env entry would be silently ignored."""
+    environment = Reads()
+    settings.from_env(environment)
+    (config,) = by_kind(manifests, "ConfigMap")
+    containers = [
+        c
+        for kind in ("Deployment", "Job")
+        for d in by_kind(manifests, kind)
+        for c in d["spec"]["template"]["spec"]["containers"]
+    ]
+    named = {e["name"] for c in containers for e in c.get("env", [])}
+    assert {"DATABASE_URL", "LISTEN_DATABASE_URL", "READ_DATABASE_URL"} <= named
+    assert set(config["data"]) | named <= environment.asked
 
 
 def test_migrations_run_before_the_deployment_rolls(manifests):
