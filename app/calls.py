@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import logging
 import re
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
@@ -40,7 +39,6 @@ from .errors import ApiError
 from .routes import Route
 
 T = TypeVar("T")
-log = logging.getLogger(__name__)
 
 SET_CONTEXT = (
     "select pg_catalog.set_config('role', $1, true),"
@@ -80,7 +78,7 @@ PARAMETER = re.compile(r'"(?:[^"]|"")*"|\'(?:[^\']|\'\')*\'|(?<![\w$])\$(\d+)(?!
 
 
 @dataclass(frozen=True)
-class Prepared:
+class Statement:
     """One statement with numbered parameters, in the two ways it may be sent.
 
     Prepared by name on each pooled connection (PREPARE, once), then run with EXECUTE
@@ -95,7 +93,7 @@ class Prepared:
     inline: str  # the statement, $n written as (%(a)s)::type
 
     @classmethod
-    def of(cls, label: str, statement: str, params: Mapping[str, str]) -> Prepared:
+    def of(cls, label: str, statement: str, params: Mapping[str, str]) -> Statement:
         """params: placeholder name -> type, in $n order. Named after what it runs
         (pg_stat_activity shows "execute emberlog_<label>_...", so a DBA still sees
         which function a session is in), and a digest of it."""
@@ -124,7 +122,7 @@ def inline(statement: str, values: list[str]) -> str:
 
 
 CONTEXT = {
-    read_only: Prepared.of(
+    read_only: Statement.of(
         "context", SET_CONTEXT + (READ_ONLY if read_only else ""), CONTEXT_PARAMS
     )
     for read_only in (True, False)
@@ -173,7 +171,7 @@ class Call:
         arg = self.route.body_argument
         return arg.name if arg is not None and self.body is not None else None
 
-    def statement(self) -> Prepared:
+    def statement(self) -> Statement:
         return call_statement(self.route, tuple(sorted(self.values)), self.body_argument)
 
     def params(self) -> dict[str, Any]:
@@ -190,7 +188,7 @@ class Result:
 
 
 @lru_cache(maxsize=1024)
-def call_statement(route: Route, names: tuple[str, ...], body_arg: str | None) -> Prepared:
+def call_statement(route: Route, names: tuple[str, ...], body_arg: str | None) -> Statement:
     """``select to_json(schema.fn(a => _.a, ...))::text from jsonb_to_record(...) as _(a type)``.
 
     Only the arguments the request gave are named, so PostgreSQL applies the defaults,
@@ -219,24 +217,24 @@ def call_statement(route: Route, names: tuple[str, ...], body_arg: str | None) -
             invocation, sql.SQL(RESPONSE_SETTINGS), source
         )
     # Rendered once: names quoted the standard way. $1: the values, $2: the body.
-    return Prepared.of(
+    return Statement.of(
         route.function, statement.as_string(None), {"values": "jsonb", "body": "jsonb"}
     )
 
 
 @lru_cache(maxsize=64)
-def stream_statement(route: Route) -> Prepared:
+def stream_statement(route: Route) -> Statement:
     """``select id, event, data::text from schema.fn(after_id, max_events)``."""
     statement = sql.SQL("select id, event, data::text from {}($1, $2)").format(
         sql.Identifier(route.schema, route.function)
     )
-    return Prepared.of(
+    return Statement.of(
         route.function, statement.as_string(None), {"after_id": "bigint", "limit": "integer"}
     )
 
 
 @lru_cache(maxsize=2048)
-def script(statement: Prepared, read_only: bool, prepared: bool = True) -> str:
+def script(statement: Statement, read_only: bool, prepared: bool = True) -> str:
     """The whole transaction around one statement, as one simple-query message."""
     if prepared:
         return f"{CONTEXT[read_only].execute};\n{statement.execute}"
@@ -250,7 +248,7 @@ class ConnectionLost(Exception):
 async def execute(
     pool: AsyncConnectionPool, call: Call, context: Context, prepared: bool = True
 ) -> Result:
-    """Run the call in one transaction on a pooled connection (prepared: see Prepared).
+    """Run the call in one transaction on a pooled connection (prepared: see Statement).
 
     A read-only call whose connection turns out dead (e.g. after a database restart) is
     retried once, after the pool has dropped its other dead connections. A write is not:
@@ -272,7 +270,7 @@ async def execute(
 
 async def read_rows(
     pool: AsyncConnectionPool,
-    statement: Prepared,
+    statement: Statement,
     params: dict[str, Any],
     context: Context,
     read_only: bool = True,
@@ -305,11 +303,7 @@ async def _with_connection(
                     # ran. Forget the record and go again, write or not.
                     PREPARED.pop(conn, None)
                     if attempt == 2:
-                        log.error(
-                            "statements prepared on this connection vanished twice in a row:"
-                            " behind a pooler in transaction mode, set PREPARED_STATEMENTS=false"
-                        )
-                        raise
+                        raise  # gone again: not our connection's (errors.POOLER_HINT)
                     continue
                 except psycopg.Error as exc:
                     if conn.broken:
@@ -329,7 +323,7 @@ async def _transaction(
     conn: psycopg.AsyncConnection,
     context: Context,
     read_only: bool,
-    statement: Prepared,
+    statement: Statement,
     params: dict[str, Any],
     prepared: bool,
 ) -> psycopg.AsyncClientCursor[Any]:
@@ -349,7 +343,7 @@ PREPARED: weakref.WeakKeyDictionary[psycopg.AsyncConnection, set[str]] = weakref
 
 
 async def _prepare(
-    conn: psycopg.AsyncConnection, statements: tuple[Prepared, ...], role: str
+    conn: psycopg.AsyncConnection, statements: tuple[Statement, ...], role: str
 ) -> None:
     """PREPARE what this connection has not prepared yet: a round trip, once. As the
     request's role, which may look names up in api (the authenticator may not)."""

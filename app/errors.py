@@ -134,8 +134,23 @@ def from_database(exc: psycopg.Error, authenticated: bool = False) -> ApiError:
     )
 
 
+# Statements prepared on a connection missing in its next transaction, or there before
+# it prepared them: the server connection is a transaction pooler's, shared by clients
+# (app/calls.py retries a missing one once first).
+POOLER_SYMPTOMS = (
+    psycopg.errors.InvalidSqlStatementName,
+    psycopg.errors.DuplicatePreparedStatement,
+)
+POOLER_HINT = (
+    "prepared statements are not this connection's own: behind a pooler in transaction"
+    " mode (PgBouncer), set PREPARED_STATEMENTS=false"
+)
+
+
 def server_error(status: int, exc: BaseException) -> ApiError:
     """5xx: log what happened, tell the client only what it can act on."""
+    if isinstance(exc, POOLER_SYMPTOMS):
+        log.error(POOLER_HINT)
     if status == 500:
         log.error("unexpected error", exc_info=exc)
         return ApiError(500, "internal server error")

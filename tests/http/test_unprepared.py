@@ -10,7 +10,7 @@ import json
 import psycopg
 import pytest
 
-from app import calls
+from app import calls, errors
 from tests.conftest import app_client
 from tests.http.test_stream import STREAM
 from tests.incidents import payload
@@ -88,7 +88,7 @@ def test_inline_keeps_quoted_text_and_casts_each_value(db):
         'create function pg_temp."odd$1%name"(a jsonb, b integer) returns text'
         " language sql as $$ select a::text || ' ' || b $$"
     )
-    statement = calls.Prepared.of(
+    statement = calls.Statement.of(
         "odd", "select pg_temp.\"odd$1%name\"($1, $2) || ' $1%'", {"a": "jsonb", "b": "integer"}
     )
     assert statement.inline.count("%(a)s") == 1 and "' $1%%'" in statement.inline
@@ -96,3 +96,15 @@ def test_inline_keeps_quoted_text_and_casts_each_value(db):
     cursor = psycopg.ClientCursor(db)
     cursor.execute(statement.inline, {"a": value, "b": -7})
     assert cursor.fetchone()[0] == f"{value} -7 $1%"
+
+
+@pytest.mark.parametrize(
+    "symptom",
+    [psycopg.errors.InvalidSqlStatementName, psycopg.errors.DuplicatePreparedStatement],
+)
+def test_prepared_statements_behind_a_transaction_pooler_are_named_in_the_log(symptom, caplog):
+    """What PgBouncer in transaction mode does to prepared statements (statements missing
+    in the next transaction, or already there) is a 500 whose log names the setting."""
+    error = errors.from_database(symptom("prepared statement ... does not exist"))
+    assert error.status == 500 and error.message == "internal server error"
+    assert "set PREPARED_STATEMENTS=false" in caplog.text
