@@ -26,6 +26,7 @@ from .middleware import Limits, RequestLog, SecurityHeaders
 from .settings import Settings, from_env
 from .state import AppState
 from .streams import DROPPED, Streams
+from .tracing import Tracing
 from .watch import WATCH_KEY, Watch
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,8 @@ class Lifespan:
             await self.state.pool.close()
         if self.state.read_pool is not None:
             await self.state.read_pool.close()
+        if self.state.tracing is not None:
+            self.state.tracing.shutdown()
 
 
 class Metrics:
@@ -209,11 +212,12 @@ def create_app(settings: Settings | None = None) -> EmberlogApp:
     if settings is None:
         settings = from_env()
         logs.configure(settings.log_level, settings.log_format)
-    state = AppState(settings)
+    state = AppState(settings, tracing=Tracing() if settings.enable_tracing else None)
     cors_origins = "*" if "*" in settings.cors_origins else list(settings.cors_origins)
     app = EmberlogApp(
         middleware=[
             Lifespan(state),
+            *([state.tracing.middleware()] if state.tracing is not None else []),
             RequestLog(state.metrics, settings.access_log, settings.access_log_slow_ms),
             SecurityHeaders(),
             Limits(settings, state.limits),

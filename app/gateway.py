@@ -112,6 +112,8 @@ class Gateway:
         call = await bind(req, match, settings.max_body_bytes)
         pool = self.state.pool_for(match.route)
         work = calls.execute(pool, call, context, settings.prepared_statements)
+        if self.state.tracing is not None:
+            work = self.state.tracing.call(match.route, work)
         if settings.cancel_on_disconnect:
             work = watch.unless_client_leaves(req, work)
         apply_result(resp, await work)

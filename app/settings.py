@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -64,6 +65,7 @@ class Settings:
     listen_database_url: str | None = None  # the LISTEN connection's (default DATABASE_URL)
     read_database_url: str | None = None  # GET routes' (a replica); default DATABASE_URL
     prepared_statements: bool = True  # false behind a pooler in transaction mode
+    enable_tracing: bool = False  # OpenTelemetry over OTLP (the tracing extra)
     rate_limit_per_address: float = 50.0
     rate_limit_burst: int = 100
     rate_limit_per_key: float = 100.0
@@ -221,6 +223,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
             listen_database_url=env.get("LISTEN_DATABASE_URL") or None,
             read_database_url=env.get("READ_DATABASE_URL") or None,
             prepared_statements=_bool(env, "PREPARED_STATEMENTS", True),
+            enable_tracing=_bool(env, "ENABLE_TRACING", False),
         )
     )
 
@@ -234,4 +237,8 @@ def _checked(settings: Settings) -> Settings:
         )
     if settings.metrics_port and settings.metrics_port == settings.port:
         raise SettingsError("METRICS_PORT must differ from PORT")
+    if settings.enable_tracing and importlib.util.find_spec("opentelemetry.sdk") is None:
+        raise SettingsError(
+            "ENABLE_TRACING=true needs the tracing extra: pip install 'emberlog-api[tracing]'"
+        )
     return settings

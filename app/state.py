@@ -20,6 +20,7 @@ from .metrics import Gauges, Metrics
 from .routes import Route, RouteTable
 from .settings import Settings
 from .streams import Row, Streams
+from .tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class AppState:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     listener: Listener | None = None
     streams: Streams | None = None
+    tracing: Tracing | None = None  # ENABLE_TRACING
     auth: Authenticator = field(init=False)
     limits: RateLimits = field(init=False)  # this process's rate-limit buckets
     _grants: dict[tuple[str, str, str], bool] = field(default_factory=dict)
