@@ -74,7 +74,7 @@ class Tracing:
 
 class RequestSpans:
     """Falcon middleware: one server span per request, current while it is handled
-(a stream's span ends when its response starts). Not for probes and scrapes."""
+    (a stream's span ends when its response starts). Not for probes and scrapes."""
 
     def __init__(self, tracing: Tracing) -> None:
         from opentelemetry import context, propagate
