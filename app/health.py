@@ -59,8 +59,9 @@ class Liveness:
 
 
 class Readiness:
-    """GET /readyz: 200 when the database answers, the routes are loaded and every
-    stream knows where live starts; 503 otherwise, and from the moment shutdown begins."""
+    """GET /readyz: 200 when the database (and READ_DATABASE_URL's) answers, the routes
+    are loaded and every stream knows where live starts; 503 otherwise, and from the
+    moment shutdown begins."""
 
     def __init__(self, state: AppState) -> None:
         self.state = state
