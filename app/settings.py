@@ -116,6 +116,7 @@ STREAM_MODES = ("auto", "listen", "poll")
 ACCESS_LOGS = ("all", "errors", "off")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("json", "console")
+TRACING_EXTRA = "ENABLE_TRACING=true needs the tracing extra: pip install 'emberlog-api[tracing]'"
 MIN_SECRET_LENGTH = 32  # HS256 with a short secret can be brute-forced offline
 
 
@@ -238,7 +239,5 @@ def _checked(settings: Settings) -> Settings:
     if settings.metrics_port and settings.metrics_port == settings.port:
         raise SettingsError("METRICS_PORT must differ from PORT")
     if settings.enable_tracing and importlib.util.find_spec("opentelemetry.sdk") is None:
-        raise SettingsError(
-            "ENABLE_TRACING=true needs the tracing extra: pip install 'emberlog-api[tracing]'"
-        )
+        raise SettingsError(TRACING_EXTRA)
     return settings

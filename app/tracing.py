@@ -19,7 +19,7 @@ from falcon.asgi import Request, Response
 from . import __version__
 from .middleware import EXEMPT_PATHS
 from .routes import Route
-from .settings import SettingsError
+from .settings import TRACING_EXTRA, SettingsError
 
 T = TypeVar("T")
 SERVICE = "emberlog-api"
@@ -35,10 +35,8 @@ class Tracing:
             from opentelemetry.sdk.resources import Resource
             from opentelemetry.sdk.trace import TracerProvider
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
-        except ImportError as exc:
-            raise SettingsError(
-                "ENABLE_TRACING=true needs the tracing extra: pip install 'emberlog-api[tracing]'"
-            ) from exc
+        except ImportError as exc:  # settings check this first; a safety net
+            raise SettingsError(TRACING_EXTRA) from exc
         # OTEL_SERVICE_NAME (or OTEL_RESOURCE_ATTRIBUTES) wins over our default name.
         named = os.environ.get("OTEL_SERVICE_NAME") or "service.name=" in os.environ.get(
             "OTEL_RESOURCE_ATTRIBUTES", ""
