@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,9 @@ class Settings:
     """Everything the app and the CLI need to know; tests build their own."""
 
     database_url: str | None = None
+    # The owner's login, for migrate and MIGRATE_ON_START (default DATABASE_URL): the
+    # app's own pools log in as DATABASE_URL, which must be the authenticator.
+    migrate_database_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1
@@ -72,6 +76,17 @@ class Settings:
     rate_limit_key_burst: int = 200
     max_header_bytes: int = 16384
     max_headers: int = 100
+    # Work limits: one client, or one slow route, must not take the pool from the rest.
+    concurrency_per_address: int = 8  # requests in flight per client address; 0 = off
+    route_pool_share: float = 0.5  # of POOL_MAX_SIZE one route's calls may hold at once
+    max_streams_per_address: int = 20  # open streams per client address; 0 = off
+    sse_replay_limit: int = 1000  # events a resuming client may replay; beyond, reset
+    public_url: str | None = None  # absolute links (Location, _url); default relative
+
+    @property
+    def owner_url(self) -> str | None:
+        """The login that migrates and administers: MIGRATE_DATABASE_URL, else DATABASE_URL."""
+        return self.migrate_database_url or self.database_url
 
     @property
     def embedded(self) -> bool:
@@ -110,6 +125,24 @@ def _rate(env: Mapping[str, str], name: str, default: float) -> float:
     if not 0 <= value < float("inf"):
         raise SettingsError(f"{name} must be 0 (off) or a positive number, got {value}")
     return value
+
+
+def _share(env: Mapping[str, str], name: str, default: float) -> float:
+    """A fraction above 0, at most 1."""
+    value = _float(env, name, default)
+    if not 0 < value <= 1:
+        raise SettingsError(f"{name} must be above 0 and at most 1, got {value}")
+    return value
+
+
+def _public_url(env: Mapping[str, str], name: str) -> str | None:
+    """An absolute http(s) URL without a trailing slash, or None (links stay relative)."""
+    raw = (env.get(name) or "").strip().rstrip("/")
+    if not raw:
+        return None
+    if not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", raw):
+        raise SettingsError(f"{name} must be an absolute http(s) URL, got {raw!r}")
+    return raw
 
 
 STREAM_MODES = ("auto", "listen", "poll")
@@ -173,6 +206,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
     return _checked(
         Settings(
             database_url=env.get("DATABASE_URL") or None,
+            migrate_database_url=env.get("MIGRATE_DATABASE_URL") or None,
             host=env.get("HOST") or "127.0.0.1",
             port=_int(env, "PORT", 8080),
             workers=_int(env, "WORKERS", 1, minimum=1),
@@ -219,6 +253,11 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
             rate_limit_key_burst=_int(env, "RATE_LIMIT_KEY_BURST", 200, minimum=1),
             max_header_bytes=_int(env, "MAX_HEADER_BYTES", 16384, minimum=1024),
             max_headers=_int(env, "MAX_HEADERS", 100, minimum=10),
+            concurrency_per_address=_int(env, "CONCURRENCY_PER_ADDRESS", 8),
+            route_pool_share=_share(env, "ROUTE_POOL_SHARE", 0.5),
+            max_streams_per_address=_int(env, "MAX_STREAMS_PER_ADDRESS", 20),
+            sse_replay_limit=_int(env, "SSE_REPLAY_LIMIT", 1000, minimum=1),
+            public_url=_public_url(env, "PUBLIC_URL"),
             migrate_on_start=_bool(env, "MIGRATE_ON_START", True),
             metrics_port=_int(env, "METRICS_PORT", 0, minimum=0, maximum=65535),
             listen_database_url=env.get("LISTEN_DATABASE_URL") or None,
