@@ -20,7 +20,7 @@ from prometheus_client import start_http_server
 from . import errors, logs, openapi
 from .db import create_pool
 from .gateway import Gateway
-from .health import Health, Liveness, Readiness
+from .health import Health, Liveness, Readiness, close_probes
 from .listener import Listener
 from .middleware import Limits, RequestLog, SecurityHeaders
 from .settings import Settings, from_env
@@ -61,7 +61,10 @@ class Lifespan:
         )
 
         async def on_reload(payload: str | None) -> None:
-            await state.reload_routes(drain=payload is not None)
+            if payload is None:  # (re)connected: load now (a deploy may have come meanwhile)
+                await state.reload_routes()
+            else:
+                state.request_reload()
 
         listener = Listener(
             settings,
@@ -90,12 +93,6 @@ class Lifespan:
             )[0]
         self._chain_stop_signals()
 
-    async def _record_key_use(self) -> None:
-        state = self.state
-        while True:
-            await asyncio.sleep(state.settings.api_key_touch_seconds)
-            await state.auth.record_use(state.require_pool())
-
     def _chain_stop_signals(self) -> None:
         """Under uvicorn, SIGTERM/SIGINT also end the open streams at once: uvicorn waits
         for responses to finish before it shuts down, and a stream never would."""
@@ -121,9 +118,11 @@ class Lifespan:
             self.metrics_server.server_close()
         for sig, previous in self.previous_handlers.items():
             signal.signal(sig, previous)
-        for task in self.state.tasks:  # first: nothing may start a fetch after this
+        reloader = self.state.stop_reloading()
+        tasks = [*self.state.tasks, *([reloader] if reloader is not None else [])]
+        for task in tasks:  # first: nothing may start a fetch after this
             task.cancel()
-        for task in self.state.tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         if self.state.streams is not None:
@@ -133,8 +132,18 @@ class Lifespan:
             await self.state.pool.close()
         if self.state.read_pool is not None:
             await self.state.read_pool.close()
+        await close_probes(self.state)
         if self.state.tracing is not None:
             self.state.tracing.shutdown()
+
+
+async def require_reader(state: AppState, req: falcon.asgi.Request) -> None:
+    """With ANONYMOUS_READS=false, the platform's documents (/metrics, /openapi.json)
+    need credentials too, as every API route does (a 401 otherwise). Any valid key or
+    token will do: they show no data, only what the API is and how busy it is."""
+    if not state.settings.anonymous_reads:
+        identity = await state.auth.identify(req, state.require_pool())
+        req.context.role = identity.role
 
 
 class Metrics:
@@ -144,6 +153,7 @@ class Metrics:
         self.state = state
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        await require_reader(self.state, req)
         resp.content_type = "text/plain; version=0.0.4; charset=utf-8"
         resp.data = self.state.metrics.render()
 
@@ -157,6 +167,7 @@ class OpenApi:
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         state = self.state
+        await require_reader(state, req)
         table = state.require_routes()
         if self.cached is None or self.cached[0] != state.reloads:
             reloads = state.reloads

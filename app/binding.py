@@ -12,6 +12,7 @@ from typing import Any
 import falcon
 from falcon.asgi import Request
 
+from . import bounds
 from .calls import Call
 from .errors import ApiError
 from .routes import Match, Route
@@ -52,8 +53,13 @@ def _too_large(limit: int) -> ApiError:
 
 
 def _check_media_type(req: Request) -> None:
+    """A body must say it is JSON. Without a Content-Type it is refused too: that is
+    what a browser sends for a no-cors fetch of a Blob, which a page of any site may
+    make without a CORS preflight."""
     media = (req.content_type or "").split(";")[0].strip().lower()
-    if media and media not in JSON_MEDIA_TYPES:
+    if not media:
+        raise ApiError(415, "send the body with Content-Type: application/json")
+    if media not in JSON_MEDIA_TYPES:
         raise ApiError(415, f"send the body as application/json, not {media}")
 
 
@@ -100,6 +106,15 @@ def check_required(call: Call) -> None:
         raise ApiError(400, f"{arg.name} is required", "missing_parameter", {"parameter": arg.name})
 
 
+def check_bounds(call: Call) -> None:
+    """The bounds the route declares (@param), before any database work (app/bounds.py)."""
+    schemas = call.route.schemas
+    for name, value in call.values.items():
+        schema = schemas.get(name)
+        if schema:
+            bounds.check(name, value, schema)
+
+
 async def bind(req: Request, match: Match, max_body_bytes: int) -> Call:
     """The Call for this request, or an ApiError (4xx) describing what is wrong."""
     route = match.route
@@ -116,4 +131,5 @@ async def bind(req: Request, match: Match, max_body_bytes: int) -> Call:
             else:
                 bind_body(route, body, call.values)
     check_required(call)
+    check_bounds(call)
     return call

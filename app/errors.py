@@ -127,11 +127,20 @@ def from_database(exc: psycopg.Error, authenticated: bool = False) -> ApiError:
     status = status_for_sqlstate(sqlstate, authenticated)
     if status >= 500:
         return server_error(status, exc)
+    if sqlstate == "42501" and not authenticated:
+        # Not a grant problem the caller can fix: it sent no credentials (RFC 9110 401).
+        return ApiError(401, CREDENTIALS_NEEDED, "credentials_required")
     hint = exc.diag.message_hint or ""
     message = exc.diag.message_primary or phrase(status)
     return ApiError(
         status, message, hint if CODE.match(hint) else None, _details(exc.diag, sqlstate)
     )
+
+
+CREDENTIALS_NEEDED = (
+    "this route needs credentials: send an API key in X-API-Key, or a token in"
+    " Authorization: Bearer <token>"
+)
 
 
 # Statements prepared on a connection missing in its next transaction, or there before
@@ -154,11 +163,17 @@ def server_error(status: int, exc: BaseException) -> ApiError:
     if status == 500:
         log.error("unexpected error", exc_info=exc)
         return ApiError(500, "internal server error")
-    log.warning("database unavailable: %s", exc)
     if isinstance(exc, PoolTimeout):
+        log.warning("no database connection free within POOL_TIMEOUT: %s", exc)
         return ApiError(504, "timed out waiting for a database connection")
     if status == 504:
-        return ApiError(504, "the database did not answer in time")
+        # The role's statement_timeout ended the call: the database is up, the call slow.
+        diag = getattr(exc, "diag", None)
+        log.warning("statement timeout: %s", getattr(diag, "message_primary", None) or exc)
+        return ApiError(
+            504, "the call took longer than its statement timeout allows", "statement_timeout"
+        )
+    log.warning("database unavailable: %s", exc)
     return ApiError(
         status, "the database is unavailable, retry shortly", headers={"Retry-After": "1"}
     )

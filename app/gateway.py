@@ -13,8 +13,11 @@ from . import calls, sse, watch
 from .auth import Identity
 from .binding import bind
 from .calls import Context, Result
+from .clients import of_request
 from .errors import ApiError
-from .routes import RouteTable
+from .guards import carries_credentials, refuse_cross_site_write
+from .routes import Match, RouteTable
+from .settings import Settings
 from .state import AppState
 
 log = logging.getLogger(__name__)
@@ -26,9 +29,11 @@ SECRET_HEADERS = frozenset({"authorization", "cookie", "x-api-key", "proxy-autho
 def request_context(
     req: Request,
     identity: Identity,
-    audio_base_url: str | None = None,
+    settings: Settings,
     statement_timeout: str | None = None,
 ) -> Context:
+    """The transaction's settings for this request. request.base_url is PUBLIC_URL (or
+    empty: links stay relative), never the Host header a client may write."""
     headers = {k.lower(): v for k, v in req.headers.items() if k.lower() not in SECRET_HEADERS}
     return Context(
         role=identity.role,
@@ -36,8 +41,8 @@ def request_context(
         headers=headers,
         method=req.method,
         path=req.path,
-        base_url=req.prefix,
-        audio_base_url=audio_base_url,
+        base_url=settings.public_url or "",
+        audio_base_url=settings.audio_base_url,
         statement_timeout=statement_timeout,
     )
 
@@ -101,22 +106,32 @@ class Gateway:
             raise ApiError(404, f"no route for {req.path}")
         req.context.route = match.route.template
         settings = self.state.settings
-        identity = await self.state.auth.identify(req, self.state.require_pool())
-        self.state.limits.check_identity(identity)  # per credential, whatever the address
+        refuse_cross_site_write(req, settings)
+        anonymous = not carries_credentials(req, settings)
+        address = of_request(req, settings.trusted_proxies) if anonymous else None
+        with self.state.in_flight.hold(address):
+            await self._serve(req, resp, match)
+
+    async def _serve(self, req: Request, resp: Response, match: Match) -> None:
+        """Identify the caller, then stream, or bind and call within the route's share."""
+        state, settings = self.state, self.state.settings
+        identity = await state.auth.identify(req, state.require_pool())
+        state.limits.check_identity(identity)  # per credential, whatever the address
         req.context.authenticated = identity.authenticated  # a denial is then 403, not 401
         req.context.role = identity.role  # for the access log (never the credential)
-        timeout = self.state.auth.timeouts.get(identity.role)
-        context = request_context(req, identity, settings.audio_base_url, timeout)
-        if match.route.is_stream:
-            return await sse.serve(self.state, req, resp, match.route, context)
+        timeout = state.auth.timeouts.get(identity.role)
+        context = request_context(req, identity, settings, timeout)
+        route = match.route
+        if route.is_stream:
+            return await sse.serve(state, req, resp, route, context)
         call = await bind(req, match, settings.max_body_bytes)
-        pool = self.state.pool_for(match.route)
-        work = calls.execute(pool, call, context, settings.prepared_statements)
-        if self.state.tracing is not None:
-            work = self.state.tracing.call(match.route, work)
-        if settings.cancel_on_disconnect:
-            work = watch.unless_client_leaves(req, work)
-        apply_result(resp, await work)
+        async with state.route_slots.hold((route.method, route.template)):
+            work = calls.execute(state.pool_for(route), call, context, settings.prepared_statements)
+            if state.tracing is not None:
+                work = state.tracing.call(route, work)
+            if settings.cancel_on_disconnect:
+                work = watch.unless_client_leaves(req, work)
+            apply_result(resp, await work)
 
     def _options(self, table: RouteTable, req: Request, resp: Response) -> None:
         allowed = table.methods_for(req.path)

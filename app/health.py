@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 import falcon
+import psycopg
 from falcon.asgi import Request, Response
-from psycopg_pool import AsyncConnectionPool
 
 from . import __version__
+from .db import connect_kwargs
 from .errors import ApiError
+from .settings import Settings
 from .state import AppState
 
 SERVICE = "emberlog-api"
@@ -21,28 +24,89 @@ SERVICE = "emberlog-api"
 
 # The check's name for each pool (state.pools()).
 CHECKS = {"requests": "database", "reads": "read_database"}
+FRESH_FOR = 1.0  # seconds a check's answer is reused: a flood of probes is one query a second
+
+
+class DatabaseProbe:
+    """Asks one database ``select 1`` over a connection of its own, outside the pools:
+    a probe never waits behind request traffic, so a pool busy with slow requests does
+    not read as a dead database. Tells a database that does not answer in time from one
+    that cannot be reached. One check at a time; its answer is reused for FRESH_FOR."""
+
+    def __init__(self, url: str, settings: Settings) -> None:
+        self.url = url
+        self.settings = settings
+        self.conn: psycopg.AsyncConnection | None = None
+        self.lock = asyncio.Lock()
+        self.answer: tuple[float, dict[str, Any]] | None = None
+
+    async def check(self) -> dict[str, Any]:
+        async with self.lock:
+            now = time.monotonic()
+            if self.answer is None or now - self.answer[0] >= FRESH_FOR:
+                self.answer = (now, await self._probe())
+            return self.answer[1]
+
+    async def _probe(self) -> dict[str, Any]:
+        started = time.perf_counter()
+        error = None
+        try:
+            async with asyncio.timeout(self.settings.health_timeout):
+                await self._select_one()
+        except TimeoutError:
+            error = "timeout"
+        except Exception:  # refused, reset, authentication failed: cannot be reached
+            error = "unreachable"
+        if error is not None:
+            await self.close()  # a stuck or broken connection is not used again
+        elapsed = round((time.perf_counter() - started) * 1000, 2)
+        check = {"status": "unhealthy" if error else "healthy", "response_time_ms": elapsed}
+        return {**check, "error": error} if error else check
+
+    async def _select_one(self) -> None:
+        """On the probe's connection; once more on a new one if it had died (a restarted
+        database that is back must not read as down)."""
+        for attempt in (1, 2):
+            if self.conn is None or self.conn.closed:
+                kwargs = {**connect_kwargs(self.settings), "application_name": PROBE_NAME}
+                self.conn = await psycopg.AsyncConnection.connect(self.url, **kwargs)
+            try:
+                await self.conn.execute("select 1")
+                return
+            except psycopg.OperationalError:
+                await self.close()
+                if attempt == 2:
+                    raise
+
+    async def close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+
+PROBE_NAME = "emberlog-api health"
+
+
+def probes(state: AppState) -> dict[str, DatabaseProbe]:
+    """A probe per database the app uses: DATABASE_URL's and READ_DATABASE_URL's."""
+    settings = state.settings
+    urls = {"database": settings.database_url, "read_database": settings.read_database_url}
+    for name, url in urls.items():
+        if url and name not in state.probes:
+            state.probes[name] = DatabaseProbe(url, settings)
+    return state.probes
 
 
 async def database_checks(state: AppState) -> dict[str, dict[str, Any]]:
     """The checks by name: database (DATABASE_URL), and read_database when
     READ_DATABASE_URL is set."""
-    pools = state.pools() or {"requests": None}  # no pool yet: the database is unreachable
-    return {CHECKS[name]: await database_check(state, pool) for name, pool in pools.items()}
+    return {name: await probe.check() for name, probe in probes(state).items()}
 
 
-async def database_check(state: AppState, pool: AsyncConnectionPool | None) -> dict[str, Any]:
-    """One round trip to PostgreSQL, bounded by HEALTH_TIMEOUT."""
-    started = time.perf_counter()
-    try:
-        assert pool is not None, "the pool opens at start-up"
-        async with asyncio.timeout(state.settings.health_timeout):
-            async with pool.connection(timeout=state.settings.health_timeout) as conn:
-                await conn.execute("select 1")
-        healthy = True
-    except Exception:  # unreachable, timed out, pool closed: all mean unhealthy
-        healthy = False
-    elapsed = round((time.perf_counter() - started) * 1000, 2)
-    return {"status": "healthy" if healthy else "unhealthy", "response_time_ms": elapsed}
+async def close_probes(state: AppState) -> None:
+    for probe in state.probes.values():
+        await probe.close()
 
 
 def _json(resp: Response, body: dict[str, Any], status: int = 200) -> None:
@@ -68,14 +132,14 @@ class Readiness:
 
     async def on_get(self, req: Request, resp: Response) -> None:
         checks = await database_checks(self.state)
-        unreachable = [name for name, check in checks.items() if check["status"] != "healthy"]
+        failing = {name: check.get("error") for name, check in checks.items()}
         routes = len(self.state.routes) if self.state.routes is not None else None
         streams = self.state.streams
         problems = [
             problem
             for problem, failing in (
                 ("shutting down", streams is not None and streams.closing),
-                *((f"{name.replace('_', ' ')} unreachable", True) for name in unreachable),
+                *((_problem(name, error), True) for name, error in failing.items() if error),
                 ("routes not loaded", routes is None),
                 ("streams not ready", streams is not None and not streams.ready()),
             )
@@ -90,6 +154,11 @@ class Readiness:
                 headers={"Retry-After": "1"},
             )
         _json(resp, {"status": "ready", "routes": routes})
+
+
+def _problem(check: str, error: str) -> str:
+    what = check.replace("_", " ")
+    return f"{what} unreachable" if error == "unreachable" else f"{what} not answering in time"
 
 
 class Health:

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from importlib import metadata
 from typing import Any
 
+from .bounds import terms_pattern
 from .routes import Argument, Route, RouteTable
 from .settings import Settings
 
@@ -122,7 +123,9 @@ def _no_nul(schema: Any) -> Any:
     kinds = out.get("type")
     kinds = kinds if isinstance(kinds, list) else [kinds]
     if "string" in kinds and "pattern" not in out:
-        if out.get("format") == "date-time":
+        if isinstance(out.get("x-max-terms"), int):
+            out["pattern"] = terms_pattern(out["x-max-terms"])
+        elif out.get("format") == "date-time":
             out["pattern"] = PG_OFFSET
         elif "format" not in out:
             out["pattern"] = NO_NUL

@@ -14,6 +14,7 @@ from . import calls, routes
 from .auth import Authenticator
 from .calls import Context
 from .errors import ApiError
+from .guards import InFlight, RouteSlots
 from .limits import RateLimits
 from .listener import Listener
 from .metrics import Gauges, Metrics
@@ -34,8 +35,19 @@ EXECUTE_GRANT = (
 SWITCHABLE_ROLES = (
     "select r.rolname::text, (select pg_catalog.substr(c, 19) from unnest(r.rolconfig) as c"
     " where c like 'statement\\_timeout=%%' limit 1) from pg_catalog.pg_roles as r"
-    " where r.rolname <> %(a)s and pg_catalog.pg_has_role(%(a)s, r.oid, 'member')"
+    " where r.rolname <> %(a)s and r.rolname !~ '^pg_'"
+    " and pg_catalog.pg_has_role(%(a)s, r.oid, 'member')"
 )
+# What the API schema is made of right now: its functions and relations (their oids
+# change when a deploy re-creates it). Pooled connections hold statements planned
+# against the old ones; they are drained only when this changes.
+SCHEMA_FINGERPRINT = (
+    "select pg_catalog.md5(coalesce(pg_catalog.string_agg(o::text, ',' order by o), ''))"
+    " from (select p.oid from pg_catalog.pg_proc as p where p.pronamespace = %(s)s::regnamespace"
+    " union all select c.oid from pg_catalog.pg_class as c"
+    " where c.relnamespace = %(s)s::regnamespace) as _(o)"
+)
+RELOAD_EVERY = 1.0  # seconds: at most one reload a second, however many NOTIFYs come
 
 # Pool gauges, read from psycopg_pool's get_stats() at scrape time, labelled
 # pool="requests" (DATABASE_URL) or pool="reads" (READ_DATABASE_URL).
@@ -64,11 +76,23 @@ class AppState:
     tracing: Tracing | None = None  # ENABLE_TRACING
     auth: Authenticator = field(init=False)
     limits: RateLimits = field(init=False)  # this process's rate-limit buckets
+    in_flight: InFlight = field(init=False)  # requests running per client address
+    route_slots: RouteSlots = field(init=False)  # each route's share of the pool
+    fingerprint: str | None = None  # SCHEMA_FINGERPRINT at the last reload
+    probes: dict[str, Any] = field(default_factory=dict)  # health's DatabaseProbe by check
+    _reload_wanted: bool = False
+    _reloader: asyncio.Task[None] | None = None
+    _reloaded_at: float = float("-inf")
     _grants: dict[tuple[str, str, str], bool] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.auth = Authenticator(self.settings)
         self.limits = RateLimits.from_settings(self.settings)
+        settings = self.settings
+        self.in_flight = InFlight(settings.concurrency_per_address)
+        self.route_slots = RouteSlots(
+            settings.pool_max_size, settings.route_pool_share, settings.pool_timeout
+        )
         gauges = {name: (doc, self._pool_stat(key)) for name, doc, key in POOL}
         self.metrics.watch(Gauges("pool", gauges))
 
@@ -128,14 +152,39 @@ class AppState:
         assert self.streams is not None, "the streams start at start-up"
         return self.streams
 
-    async def reload_routes(self, drain: bool = False) -> None:
-        """Read the route table again; optionally drop pooled connections (old plans).
-        Stream hubs follow the table, and the listener learns their channels."""
+    def request_reload(self) -> None:
+        """A reload NOTIFY came: reload soon, without holding up the listener. Coalesced:
+        one reload at a time and at most one every RELOAD_EVERY seconds, since any
+        database login may NOTIFY the channel."""
+        self._reload_wanted = True
+        if self._reloader is None or self._reloader.done():
+            self._reloader = asyncio.create_task(self._reload_when_due(), name="route reload")
+
+    async def _reload_when_due(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._reload_wanted:
+            await asyncio.sleep(max(0.0, self._reloaded_at + RELOAD_EVERY - loop.time()))
+            self._reload_wanted = False
+            try:
+                await self.reload_routes()
+            except Exception as exc:  # the database is away: the listener's reconnect reloads
+                log.warning("route reload failed (%s)", exc)
+
+    async def reload_routes(self) -> None:
+        """Read the route table again. Pooled connections are drained (their statements
+        were planned against the old schema) only when the schema changed since the last
+        load. Stream hubs follow the table, and the listener learns their channels."""
         pool = self.require_pool()
+        self._reloaded_at = asyncio.get_running_loop().time()
+        schema = self.settings.api_schema
         async with pool.connection() as conn:
-            table = await routes.load(conn, self.settings.api_schema)
+            table = await routes.load(conn, schema)
             cur = await conn.execute(SWITCHABLE_ROLES, {"a": self.settings.authenticator_role})
             roles = await cur.fetchall()
+            cur = await conn.execute(SCHEMA_FINGERPRINT, {"s": schema})
+            (fingerprint,) = await cur.fetchone()  # type: ignore[misc]
+        changed = self.fingerprint is not None and fingerprint != self.fingerprint
+        self.fingerprint = fingerprint
         self.auth.roles = frozenset(role for role, _ in roles)
         self.auth.timeouts = {role: timeout for role, timeout in roles if timeout}
         self.routes = table
@@ -149,9 +198,18 @@ class AppState:
                 for channel in channels:
                     self.listener.add(channel, self._stream_handler(channel))
         self.routes_loaded.set()
-        if drain:
-            await pool.drain()
-        log.info("route table loaded: %d routes", len(table))
+        if changed:
+            for each in self.pools().values():
+                await each.drain()
+        log.info("route table loaded: %d routes%s", len(table), " (pools drained)" * changed)
+
+    def stop_reloading(self) -> asyncio.Task[None] | None:
+        """Shutdown: no reload may start after this; returns the one running, if any."""
+        self._reload_wanted = False
+        reloader, self._reloader = self._reloader, None
+        if reloader is not None:
+            reloader.cancel()
+        return reloader
 
     def _stream_handler(self, channel: str) -> Any:
         streams = self.require_streams()
@@ -185,7 +243,7 @@ class AppState:
             headers={},
             method="GET",
             path=route.template,
-            base_url="",
+            base_url=self.settings.public_url or "",
             audio_base_url=self.settings.audio_base_url,
             statement_timeout=self.auth.timeouts.get(anonymous.role),
         )

@@ -189,7 +189,11 @@ begin
         execute 'explain (format json) select from api.incidents as i' || condition into plan
         using from_dispatched_at, to_dispatched_at, list_incidents.incident_type,
             list_incidents.channel, list_incidents.units, address_pattern, query;
-        total := greatest((plan -> 0 -> 'Plan' ->> 'Plan Rows')::bigint, skip + shown);
+        -- At least the rows seen so far; a page past the end says nothing of the total.
+        total := greatest(
+            (plan -> 0 -> 'Plan' ->> 'Plan Rows')::bigint,
+            case when shown > 0 then skip + shown else 0 end
+        );
         exact := total <= exact_limit;
         if exact then
             execute 'select count(*) from (select from api.incidents as i' || condition
@@ -220,7 +224,12 @@ comment on function api.list_incidents(
 E'@http GET /api/v1/incidents\n'
 '@param page {"minimum": 1}\n'
 '@param page_size {"minimum": 1, "maximum": 200}\n'
-'Incidents newest first, filtered and paged. units matches any of the given units; address_search is a case-insensitive substring; q is full-text over type, address and transcript. total counts the matches: exactly without filters (a trigger-maintained count) and for up to emberlog.exact_count_limit matches (default 1000); above that it is the planner''s estimate and total_exact is false.';
+'@param incident_type {"maxLength": 200}\n'
+'@param channel {"maxLength": 200}\n'
+'@param units {"maxItems": 50, "items": {"type": "string", "maxLength": 100}}\n'
+'@param address_search {"maxLength": 200}\n'
+'@param q {"maxLength": 200, "x-max-terms": 16}\n'
+'Incidents newest first, filtered and paged. units matches any of the given units; address_search is a case-insensitive substring; q is full-text over type, address and transcript. total counts the matches: exactly without filters (a trigger-maintained count) and for up to emberlog.exact_count_limit matches (default 1000); above that it is the planner''s estimate and total_exact is false. Search inputs are bounded (q: 200 characters and 16 terms; address_search, incident_type, channel: 200 characters; units: 50) and refused with a 400 before any database work.';
 
 create function api.create_incident(payload jsonb)
 returns jsonb

@@ -26,7 +26,9 @@ async def test_anonymous_reads_are_allowed_and_writes_are_a_401(client, db):
     for headers in ({}, CALYPSO, {"X-API-Key": "   "}):
         refused = await client.simulate_post(INCIDENTS, json=payload(), headers=headers)
         assert refused.status_code == 401
-        assert refused.json["error"]["code"] == "unauthorized"
+        assert refused.json["error"]["code"] == "credentials_required"
+        assert "X-API-Key" in refused.json["error"]["message"]  # what to send, not a grant
+        assert "sqlstate" not in refused.json["error"]["details"]
         assert refused.headers["www-authenticate"] == 'ApiKey realm="emberlog"'
     assert stored(db) == 0
 

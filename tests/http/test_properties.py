@@ -67,7 +67,8 @@ UNNAMED_CLASS = st.text(alphabet=string.digits + string.ascii_uppercase, min_siz
 # All a client learns of a server error (app/errors.py server_error).
 SERVER_MESSAGES = (
     "internal server error",
-    "the database did not answer in time",
+    "the call took longer than its statement timeout allows",
+    "timed out waiting for a database connection",
     "the database is unavailable, retry shortly",
 )
 

@@ -53,7 +53,7 @@ async def test_a_query_past_its_role_timeout_is_a_504(client, db, slow_route):
         assert client.app_state.auth.timeouts["emberlog_anon"] == "200ms"
         slow = await client.simulate_get("/api/v1/slow", params={"seconds": "2"})
         assert slow.status_code == 504
-        assert slow.json["error"]["code"] == "timeout"
+        assert slow.json["error"]["code"] == "statement_timeout"
         quick = await client.simulate_get("/api/v1/slow", params={"seconds": "0"})
         assert quick.status_code == 200  # the connection is fine afterwards
     await client.app_state.reload_routes()
