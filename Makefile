@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: help install kubectl pgbouncer run dev test lint fuzz format migrate routes psql bench bench-sse clean
+.PHONY: help install kubectl pgbouncer chromium run dev test lint fuzz format migrate routes psql bench bench-sse clean
 
 help:
 	@echo "make run      serve on HOST:PORT (default 127.0.0.1:8080), embedded PostgreSQL unless DATABASE_URL"
@@ -33,7 +33,7 @@ run: install
 dev: install
 	$(BIN)/emberlog-api serve --reload
 
-test: install kubectl pgbouncer
+test: install kubectl pgbouncer chromium
 	$(BIN)/pytest
 
 # tests/ops renders ops/k8s with kubectl's built-in kustomize (v5, as ArgoCD uses).
@@ -51,6 +51,16 @@ pgbouncer:
 	  echo "installing PgBouncer (Debian package pgbouncer)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
 	    apt-get install -y -qq --no-install-recommends pgbouncer >/dev/null; }
+
+# tests/e2e/test_attacks.py opens an attacking page in a real headless Chromium:
+# installed from Debian's packages when missing, as PgBouncer is.
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	  command -v apt-get >/dev/null || { echo "Chromium is needed by the tests:" \
+	    "install it with your package manager (package chromium)"; exit 1; }; \
+	  echo "installing Chromium (Debian package chromium)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
 lint: install
 	$(BIN)/ruff check app tests ops
