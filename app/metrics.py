@@ -70,6 +70,16 @@ class Metrics:
             "SSE clients closed because they fell too far behind",
             registry=r,
         )
+        self.sse_streams_refused = Counter(
+            "emberlog_sse_streams_refused",
+            "SSE streams refused with 429: the address had MAX_STREAMS_PER_ADDRESS open",
+            registry=r,
+        )
+        self.sse_replays_refused = Counter(
+            "emberlog_sse_replays_refused",
+            "Resuming SSE clients sent a reset instead of a replay (beyond SSE_REPLAY_LIMIT)",
+            registry=r,
+        )
         self.listener_reconnects = Counter(
             "emberlog_listener_reconnects",
             "Times the LISTEN connection was lost and opened again",

@@ -8,10 +8,12 @@ from collections.abc import AsyncIterator
 from falcon.asgi import Request, Response
 
 from .calls import Context
+from .clients import of_request
 from .errors import ApiError, status_for_sqlstate
 from .routes import Route
 from .state import AppState
-from .streams import Frame, hello
+from .stream_limits import Lease, too_many_streams
+from .streams import Frame, Streams, hello
 from .watch import WATCH_KEY, Watch
 
 EVENT_ID = re.compile(r"^[0-9]{1,18}$")
@@ -41,7 +43,8 @@ async def serve(
 
     While the stream is not ready, or the server is shutting down, the answer is still
     200, with only the retry hint: an EventSource gives up for good on any other status,
-    and this way it reconnects (elsewhere) after ``SSE_RETRY_MS``.
+    and this way it reconnects (elsewhere) after ``SSE_RETRY_MS``. An address already
+    holding MAX_STREAMS_PER_ADDRESS streams gets 429 (see stream_limits).
     """
     after = last_event_id(req)
     resp.set_header("Cache-Control", "no-cache")
@@ -63,11 +66,25 @@ async def serve(
     if hub is None or streams.closing or streams.hubs.get(route.template) is not hub:
         resp.sse = come_back_later(retry_ms)
         return
-    sub, replay = hub.subscribe(after)
+    # From the lease to the subscriber nothing awaits: the count cannot leak in between,
+    # and from there on the subscriber's end gives it back.
+    lease = admit(state, req, streams)
+    settings = state.settings
+    sub, replay = hub.subscribe(after, settings.sse_replay_limit, on_close=lease.release)
     watch = req.scope.get(WATCH_KEY)
     if isinstance(watch, Watch):
         watch.attach(hub, sub)
     resp.sse = hub.frames(sub, replay, context, retry_ms)
+
+
+def admit(state: AppState, req: Request, streams: Streams) -> Lease:
+    """A place for one more stream from this client's address, else 429."""
+    limit = state.settings.max_streams_per_address
+    lease = streams.per_address.lease(of_request(req, state.settings.trusted_proxies), limit)
+    if lease is None:
+        state.metrics.sse_streams_refused.inc()
+        raise too_many_streams(limit)
+    return lease
 
 
 async def come_back_later(retry_ms: int) -> AsyncIterator[Frame]:

@@ -9,13 +9,16 @@ ring behind is closed (it resumes with Last-Event-ID) and never holds the others
 A client resuming from an id the ring still covers starts inside the ring; an older
 one first replays from the log (as its own role), then reads the ring, skipping ids it
 has already sent. Ids become visible in order (see migrations/0007.event_queue.sql),
-so "after id N" never skips an event that committed late.
+so "after id N" never skips an event that committed late. A client further behind than
+SSE_REPLAY_LIMIT gets a ``reset`` instead of that replay, as if the log were pruned: a
+replay costs the server a query per batch and the whole backlog's bytes per connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,6 +26,7 @@ from typing import Any
 
 from .metrics import Metrics
 from .routes import Route
+from .stream_limits import OpenStreams
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +65,7 @@ def hello(retry_ms: int, last_id: int | None = None) -> Frame:
     return Frame(last_id or 0, f"retry: {retry_ms}\n{position}\n".encode())
 
 
+TOO_FAR_BEHIND = "last_event_id is further behind than this server replays (SSE_REPLAY_LIMIT)"
 HEARTBEAT_SLICE = 500  # clients pinged per turn of the event loop
 
 
@@ -74,8 +79,10 @@ class Subscriber:
     __slots__ = (
         "closed",
         "last_id",
+        "on_close",
         "ping",
         "position",
+        "reset",
         "sending",
         "sending_since",
         "task",
@@ -91,6 +98,8 @@ class Subscriber:
         self.sending = False
         self.sending_since = 0.0
         self.task = asyncio.current_task()
+        self.reset: Frame | None = None  # sent first instead of a replay (too far behind)
+        self.on_close: Callable[[], None] | None = None  # called once, when unsubscribed
 
     def wake(self) -> None:
         waiter, self.waiter = self.waiter, None
@@ -195,21 +204,51 @@ class Hub:
 
     # --- clients ----------------------------------------------------------------------
 
-    def subscribe(self, last_id: int | None) -> tuple[Subscriber, bool]:
+    def subscribe(
+        self,
+        last_id: int | None,
+        replay_limit: int | None = None,
+        on_close: Callable[[], None] | None = None,
+    ) -> tuple[Subscriber, bool]:
         """A new client and whether it must first replay from the log.
 
-        Synchronous on purpose: nothing is appended between choosing the position and
-        registering the client.
+        A client that would replay more than ``replay_limit`` events is given a reset
+        instead. ``on_close`` is called once when the client is unsubscribed, however its
+        stream ends. Synchronous on purpose: nothing is appended between choosing the
+        position and registering the client.
         """
         if last_id is None:
             sub, replay = Subscriber(self.end, self.cursor), False
         elif self.floor <= last_id <= self.cursor:
             sub, replay = Subscriber(self._position_after(last_id), last_id), False
+        elif self._too_far_behind(last_id, replay_limit):
+            sub, replay = Subscriber(self.end, last_id), False
+            sub.reset = self._reset_frame(last_id)
+            self.metrics.sse_replays_refused.inc()
         else:
             sub, replay = Subscriber(self.end, last_id), True
+        sub.on_close = on_close
         self.subscribers.add(sub)
         self.metrics.sse_clients.inc()
         return sub, replay
+
+    def _too_far_behind(self, last_id: int, replay_limit: int | None) -> bool:
+        """Older than the ring and more than ``replay_limit`` ids behind the head. Ids are
+        dense but for pruned gaps (and other streams' events), so this errs towards a
+        reset, never towards a long replay."""
+        if replay_limit is None or last_id >= self.floor:
+            return False
+        return self.cursor - last_id > replay_limit
+
+    def _reset_frame(self, last_id: int) -> Frame:
+        """The ``reset`` a pruned log gives (see internal.read_events): the client refetches
+        and goes on live after the hub's cursor, where this client starts in the ring."""
+        data = {
+            "reason": TOO_FAR_BEHIND,
+            "last_event_id": last_id,
+            "resume_after": self.cursor,
+        }
+        return encode(self.cursor, "reset", json.dumps(data))
 
     def _position_after(self, last_id: int) -> int:
         position = self.end
@@ -222,11 +261,16 @@ class Hub:
         return position
 
     def unsubscribe(self, sub: Subscriber) -> None:
+        """The client is gone, closed or dropped: every way a stream ends comes here, at
+        least once (its frames' finally, the connection's Watch, close_all)."""
         if sub in self.subscribers:
             self.subscribers.discard(sub)
             self.metrics.sse_clients.dec()
         sub.closed = True
         sub.wake()
+        on_close, sub.on_close = sub.on_close, None
+        if on_close is not None:
+            on_close()
 
     def take(self, sub: Subscriber) -> Frame | None:
         """The client's next frame from the ring, or None when it has read everything."""
@@ -283,7 +327,8 @@ class Hub:
     async def frames(
         self, sub: Subscriber, replay: bool, context: Any, retry_ms: int
     ) -> AsyncIterator[Frame]:
-        """The frames one client is sent: retry hint and position, replay if needed, live.
+        """The frames one client is sent: retry hint and position, a reset or a replay if
+        needed, live.
 
         The first frame carries ``id:`` (no data): a client that connected without an
         id still resumes from here if the connection drops before its first event.
@@ -293,6 +338,12 @@ class Hub:
         try:
             yield self._sending(sub, hello(retry_ms, sub.last_id))
             sub.sending = False
+            if sub.reset is not None:
+                reset, sub.reset = sub.reset, None
+                sub.last_id = reset.event_id
+                self.metrics.sse_events_delivered.inc()
+                yield self._sending(sub, reset)
+                sub.sending = False
             if replay:
                 try:
                     async for frame in self._replay(sub, context):
@@ -370,6 +421,7 @@ class Streams:
         self.batch = batch
         self.hubs: dict[str, Hub] = {}
         self.closing = False
+        self.per_address = OpenStreams()  # process-wide: outlives the hubs a reload replaces
 
     def sync(self, routes: list[Route]) -> set[str]:
         """Hubs for the stream routes now declared; returns their channels."""

@@ -1,10 +1,12 @@
 """The live stream with real uvicorn processes: every writer, resume, many concurrent
 writers and resuming clients, killed listener, database restart, stalled clients,
-memory over connect/disconnect cycles, SIGTERM."""
+memory over connect/disconnect cycles, SIGTERM, the per-address stream cap and the
+replay limit."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import signal
@@ -143,7 +145,15 @@ async def reconnecting_client(stream: SseClient, http, start: int, stop, url: st
 async def test_concurrent_writers_and_resuming_clients_lose_and_repeat_nothing(
     serve, fault_database
 ):
-    servers = [serve(), serve()]
+    # 12 clients per server from one address, each briefly holding two connections as it
+    # reconnects, and connecting all at once (more than CONCURRENCY_PER_ADDRESS requests
+    # in flight); a client dropped as slow must resume by replay (no reset) here.
+    env = {
+        "MAX_STREAMS_PER_ADDRESS": "48",
+        "CONCURRENCY_PER_ADDRESS": "0",
+        "SSE_REPLAY_LIMIT": "1000000",
+    }
+    servers = [serve(**env), serve(**env)]
     start = newest_event(fault_database)
     stop = threading.Event()
     limits = httpx.Limits(max_connections=100)
@@ -242,7 +252,9 @@ async def test_a_client_stuck_in_a_write_on_a_quiet_stream_is_dropped(serve, fau
 
 
 async def test_connect_disconnect_cycles_free_their_memory(serve):
-    server = serve(RATE_LIMIT_PER_ADDRESS="0")  # 1,200 streams from one address, quickly
+    # 1,200 streams from one address, quickly; 8 at a time (plus those closing): a count
+    # that leaked would soon refuse them.
+    server = serve(RATE_LIMIT_PER_ADDRESS="0", MAX_STREAMS_PER_ADDRESS="40")
     stream = SseClient(server.base)
 
     async def cycles(http, count: int) -> None:
@@ -294,3 +306,59 @@ async def test_resuming_from_a_pruned_id_gets_a_reset(serve, fault_database):
     reset, event = stream.events
     assert reset.event == "reset" and reset.data["last_event_id"] == old
     assert event.event == "incident" and [event.data["id"]] == live
+
+
+async def open_streams(stack: contextlib.AsyncExitStack, http, base: str, count: int) -> None:
+    for _ in range(count):
+        await stack.enter_async_context(SseClient(base).connect(http))
+
+
+async def assert_refused(http, base: str) -> None:
+    refused = await http.get(base + "/api/v1/sse/incidents", timeout=10)
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "too_many_streams"
+    assert refused.json()["error"]["details"] == {"limit": 3}
+    assert refused.headers["retry-after"] == "5"
+
+
+async def test_the_stream_cap_holds_and_releases_across_real_disconnects(serve):
+    server = serve(MAX_STREAMS_PER_ADDRESS="3")
+    clients = "emberlog_sse_clients"
+    async with httpx.AsyncClient(timeout=30) as http, contextlib.AsyncExitStack() as stack:
+        abrupt = stalled_stream(server.port)  # a raw socket: closed without a word
+        try:
+            await eventually(lambda: metric(server, clients) == 1)
+            await open_streams(stack, http, server.base, 2)
+            await assert_refused(http, server.base)
+        finally:
+            abrupt.close()
+        await eventually(lambda: metric(server, clients) == 2)
+        async with contextlib.AsyncExitStack() as leaving:
+            await open_streams(leaving, http, server.base, 1)  # the closed socket's place
+            await assert_refused(http, server.base)
+        await eventually(lambda: metric(server, clients) == 2)
+        await open_streams(stack, http, server.base, 1)  # the httpx client's place
+        await assert_refused(http, server.base)
+    await eventually(lambda: metric(server, clients) == 0)
+    async with httpx.AsyncClient(timeout=30) as http, contextlib.AsyncExitStack() as stack:
+        await open_streams(stack, http, server.base, 3)  # every place given back
+    assert metric(server, "emberlog_sse_streams_refused_total") == 3
+
+
+async def test_resuming_from_0_beyond_the_replay_limit_gets_a_reset_then_live(
+    serve, fault_database
+):
+    create_in_sql(fault_database, 12)
+    head = newest_event(fault_database)
+    server = serve(SSE_REPLAY_LIMIT="10")  # started after: its ring starts at head
+    stream = SseClient(server.base)
+    async with httpx.AsyncClient(timeout=30) as http, stream.connect(http, last_event_id=0):
+        await stream.receive(until=head)
+        live = create_in_sql(fault_database)
+        await stream.receive(until=newest_event(fault_database))
+    reset, event = stream.events
+    assert reset.event == "reset" and reset.id == head
+    assert reset.data["last_event_id"] == 0 and reset.data["resume_after"] == head
+    assert event.event == "incident" and [event.data["id"]] == live
+    assert metric(server, "emberlog_sse_replays_refused_total") == 1
+    assert metric(server, "emberlog_sse_events_replayed_total") == 0
