@@ -10,6 +10,8 @@ import json
 import pytest
 
 from app.clients import parse_networks
+from app.health import database_checks
+from app.state import AppState
 from tests import pg
 from tests.conftest import app_client
 from tests.incidents import payload
@@ -286,3 +288,61 @@ async def test_a_deploy_still_reloads_and_drains(client, database_url):
     await wait_for(lambda: state.reloads > before and state.fingerprint != fingerprint)
     assert (await client.simulate_get(INCIDENTS)).status_code == 200
     assert connections_made(client) > made  # old connections were drained
+
+
+# --- health never waits behind request traffic ----------------------------------------
+
+
+async def test_readiness_answers_while_requests_hold_the_whole_pool(settings, db, slow_route):
+    one = dataclasses.replace(settings, pool_min_size=1, pool_max_size=1, pool_timeout=2)
+    async with app_client(one) as client:
+        busy = asyncio.create_task(client.simulate_get("/api/v1/slow", params={"seconds": "1"}))
+        while not pg.running(db, "slow"):  # the only pooled connection is now taken
+            await asyncio.sleep(0.02)
+        ready = await client.simulate_get("/readyz")
+        health = await client.simulate_get("/health")
+        assert pg.running(db, "slow") == 1  # both answered while the pool was still busy
+        assert ready.status_code == 200
+        assert health.json["checks"]["database"]["status"] == "healthy"
+        assert (await busy).status_code == 200
+
+
+async def test_a_flood_of_probes_is_answered_from_one_check(client):
+    first = (await client.simulate_get("/health")).json["checks"]["database"]
+    for _ in range(50):  # probes are exempt from rate limits: they must not cost a query each
+        again = (await client.simulate_get("/health")).json["checks"]["database"]
+        if again != first:
+            break  # a second passed: a new check, once
+    probe = client.app_state.probes["database"]
+    assert probe.answer is not None and probe.answer[1]["status"] == "healthy"
+    assert again == first or again["response_time_ms"] != first["response_time_ms"]
+
+
+async def test_a_slow_database_is_told_from_an_unreachable_one(settings, db):
+    hurried = dataclasses.replace(settings, health_timeout=1e-6)  # no answer is that fast
+    async with app_client(hurried) as client:
+        client.app_state.probes.clear()
+        slow = await client.simulate_get("/readyz")
+        assert slow.status_code == 503
+        assert "database not answering in time" in slow.json["error"]["message"]
+        health = await client.simulate_get("/health")
+        assert health.json["checks"]["database"]["error"] == "timeout"
+    away = dataclasses.replace(
+        settings, database_url="postgresql://emberlog_authenticator@127.0.0.1:1/none"
+    )
+    checks = await database_checks(AppState(away))  # nothing listens on port 1
+    assert checks["database"] == {**checks["database"], "error": "unreachable"}
+
+
+# --- the platform's documents with ANONYMOUS_READS=false ------------------------------
+
+
+async def test_metrics_and_openapi_need_credentials_when_reads_do(settings, db):
+    closed = dataclasses.replace(settings, anonymous_reads=False)
+    async with app_client(closed) as client:
+        for path in ("/metrics", "/openapi.json"):
+            refused = await client.simulate_get(path)
+            assert refused.status_code == 401, path
+            assert refused.json["error"]["code"] == "credentials_required"
+            assert (await client.simulate_get(path, headers=client.ingest)).status_code == 200
+        assert (await client.simulate_get("/readyz")).status_code == 200  # probes stay open

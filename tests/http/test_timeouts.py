@@ -47,13 +47,16 @@ def test_the_migration_gives_each_web_role_a_timeout(db):
     assert "statement_timeout=60s" in rows["emberlog_reader"]
 
 
-async def test_a_query_past_its_role_timeout_is_a_504(client, db, slow_route):
+async def test_a_query_past_its_role_timeout_is_a_504(client, db, slow_route, caplog):
     with anon_timeout(db, "200ms"):
         await client.app_state.reload_routes()  # role settings are read with the routes
         assert client.app_state.auth.timeouts["emberlog_anon"] == "200ms"
         slow = await client.simulate_get("/api/v1/slow", params={"seconds": "2"})
         assert slow.status_code == 504
         assert slow.json["error"]["code"] == "statement_timeout"
+        logged = [r.getMessage() for r in caplog.records if r.name == "app.errors"]
+        assert any(m.startswith("statement timeout") for m in logged)  # not an outage
+        assert not any("unavailable" in m for m in logged)
         quick = await client.simulate_get("/api/v1/slow", params={"seconds": "0"})
         assert quick.status_code == 200  # the connection is fine afterwards
     await client.app_state.reload_routes()
