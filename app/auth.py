@@ -11,13 +11,20 @@ runs as the ingest role; reads from there stay anonymous, as everyone's do.
 
 Keys are looked up by their SHA-256 digest and cached for API_KEY_CACHE_SECONDS, so a
 revoked key is refused within that time; use is recorded in batches, off the
-request path.
+request path. A key runs only as a role the authenticator may switch to now (the
+roles loaded with the routes): auth.create_api_key checks that when the key is
+issued, but a role can change afterwards (or a row be written by hand), and such a
+key is refused like an unknown one, with a warning naming it.
+
+Every 401 says what to send instead. WWW-Authenticate's error_description carries
+only our own fixed texts (InvalidToken.description), never anything of the token.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,6 +44,14 @@ KEY_LOOKUP = "select key_id, key_name, role, expires_at from auth.key_role(%s)"
 TOUCH_KEYS = "select auth.touch_api_keys(%s, %s)"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CACHE_LIMIT = 10_000  # entries (valid and invalid keys) before the cache starts over
+INVALID_KEY = (
+    "the API key is not valid (unknown, revoked, expired, or for a role this API may"
+    " not act as): send a current key in X-API-Key"
+)
+BEARER_ONLY = "only Bearer tokens are accepted in Authorization"
+ROLE_REFUSED = "the token's role is not one this API may act as"
+# Characters RFC 6750 allows in error_description (%x20-21 / %x23-5B / %x5D-7E).
+NOT_DESCRIPTION = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
 
 
 @dataclass(frozen=True)
@@ -86,7 +101,7 @@ class Authenticator:
         if identity is None:
             raise ApiError(
                 401,
-                "the API key is not valid (unknown, revoked or expired)",
+                INVALID_KEY,
                 "invalid_api_key",
                 headers={"WWW-Authenticate": 'ApiKey realm="emberlog"'},
             )
@@ -105,7 +120,8 @@ class Authenticator:
         if not settings.anonymous_reads:
             raise ApiError(
                 401,
-                "this API needs credentials: X-API-Key or Authorization: Bearer <token>",
+                "this API needs credentials: send an API key in X-API-Key, or a token in"
+                " Authorization: Bearer <token>",
                 "credentials_required",
             )
         return self.anonymous
@@ -115,7 +131,8 @@ class Authenticator:
         if authorization:
             scheme, _, token = authorization.strip().partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
-                raise _invalid_token("only Bearer tokens are accepted in Authorization")
+                advice = "send Authorization: Bearer <token>, or an API key in X-API-Key"
+                raise _invalid_token(BEARER_ONLY, f"{BEARER_ONLY}: {advice}")
             return token.strip()
         if req.method in ("GET", "HEAD"):
             cookies = req.get_cookie_values(self.settings.jwt_cookie)
@@ -127,22 +144,43 @@ class Authenticator:
         try:
             claims = self.tokens.decode(token)
         except InvalidToken as exc:
-            raise _invalid_token(str(exc)) from None
-        role = role_claim(claims, self.settings.jwt_role_claim)
+            raise _invalid_token(exc.description, str(exc)) from None
+        claim = self.settings.jwt_role_claim
+        role = role_claim(claims, claim)
         if role is None:
             role = self.settings.anon_role
         if not isinstance(role, str) or role not in self.roles | {self.settings.anon_role}:
-            raise _invalid_token("the token's role is not one this API may act as")
+            advice = f"send a token whose {claim} claim names a role this API may act as"
+            raise _invalid_token(ROLE_REFUSED, f"{ROLE_REFUSED}: {advice}")
         return Identity(role, {**claims, "role": role}, authenticated=True)
 
     async def _key_identity(self, digest: bytes, pool: AsyncConnectionPool) -> Identity | None:
         now = time.monotonic()
         cached = self._keys.get(digest)
-        if cached is None or now - cached.checked_at > self.settings.api_key_cache_seconds:
+        fresh = cached is None or now - cached.checked_at > self.settings.api_key_cache_seconds
+        if cached is None or fresh:
             cached = await self._lookup(digest, pool, now)
         if cached.expires_at is not None and cached.expires_at <= datetime.now(UTC):
             return None
-        return cached.identity
+        identity = cached.identity
+        if identity is not None and identity.role not in self.roles:
+            # Checked on every use, since the roles change at route reload; said once
+            # per lookup, so a busy key does not flood the log between lookups.
+            if fresh:
+                self._warn_role(identity)
+            return None
+        return identity
+
+    def _warn_role(self, identity: Identity) -> None:
+        """A key issued for a role the authenticator may no longer switch to (or written
+        into auth.api_keys by hand): the DBA should re-issue or revoke it. Names the
+        key by its name, never the key."""
+        log.warning(
+            "API key %r runs as role %r, which the authenticator may not switch to:"
+            " refused (revoke it, or re-issue it for an allowed role)",
+            identity.claims.get("api_key"),
+            identity.role,
+        )
 
     async def _lookup(self, digest: bytes, pool: AsyncConnectionPool, now: float) -> _Key:
         async with pool.connection() as conn:
@@ -170,10 +208,10 @@ class Authenticator:
             log.warning("could not record API key use (%s)", exc)
 
 
-def _invalid_token(reason: str) -> ApiError:
-    return ApiError(
-        401,
-        reason,
-        "invalid_token",
-        headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{reason}"'},
-    )
+def _invalid_token(description: str, message: str) -> ApiError:
+    """A 401 for a bad token. description must be one of our fixed texts (it goes into
+    a header); anything outside RFC 6750's error_description characters is dropped all
+    the same, so a header can never carry a quote, a control or a non-ASCII character."""
+    safe = NOT_DESCRIPTION.sub("", description)
+    challenge = f'Bearer error="invalid_token", error_description="{safe}"'
+    return ApiError(401, message, "invalid_token", headers={"WWW-Authenticate": challenge})

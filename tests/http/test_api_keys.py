@@ -71,8 +71,49 @@ async def test_unknown_revoked_and_expired_keys_are_a_401(client, keys, case):
         )
         assert result.status_code == 401
         assert result.json["error"]["code"] == "invalid_api_key"
+        assert result.json["error"]["message"].endswith(": send a current key in X-API-Key")
         assert result.headers["www-authenticate"].startswith("ApiKey")
     assert keys.execute("select count(*) from data.incidents").fetchone()[0] == before
+
+
+@pytest.mark.parametrize("role", ["emberlog_reader", "pg_read_all_data", "no_such_role"])
+async def test_a_key_whose_role_was_changed_by_hand_is_refused(client, keys, caplog, role):
+    """auth.create_api_key refuses these roles, but a row can be changed by hand (or a
+    key issued before a membership was revoked): the authenticator may not switch to
+    the role, so the key proves nothing, and the DBA is told which key it is."""
+    key = issue(keys, name="changed-by-hand", role="emberlog_anon")
+    created = await client.simulate_post("/api/v1/incidents", json=payload(), headers=client.ingest)
+    assert created.status_code == 201
+    listed = await client.simulate_get("/api/v1/incidents", headers={"X-API-Key": key})
+    assert listed.status_code == 200 and listed.json["total"] == 1
+    keys.execute("update auth.api_keys set role = %s where name = 'changed-by-hand'", (role,))
+    caplog.set_level(logging.WARNING, logger="app.auth")
+    for method in ("GET", "POST"):
+        result = await client.simulate_request(
+            method, "/api/v1/incidents", json=payload(), headers={"X-API-Key": key}
+        )
+        assert result.status_code == 401, result.text
+        assert result.json["error"]["code"] == "invalid_api_key"
+        assert "items" not in result.json  # nothing read
+    assert keys.execute("select count(*) from data.incidents").fetchone()[0] == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("'changed-by-hand'" in w and role in w for w in warnings), warnings
+    assert key not in caplog.text
+
+
+async def test_a_cached_key_is_refused_once_its_role_may_not_be_switched_to(settings, keys):
+    key = issue(keys)
+    async with app_client(dataclasses.replace(settings, api_key_cache_seconds=60)) as client:
+        headers = {"X-API-Key": key}
+        ok = await client.simulate_post("/api/v1/incidents", json=payload(), headers=headers)
+        assert ok.status_code == 201
+        # As the next route reload sees it after `revoke emberlog_ingest from
+        # emberlog_authenticator`: the cached lookup no longer decides.
+        auth = client.app_state.auth
+        auth.roles = auth.roles - {"emberlog_ingest"}
+        refused = await client.simulate_post("/api/v1/incidents", json=payload(), headers=headers)
+        assert refused.status_code == 401
+        assert refused.json["error"]["code"] == "invalid_api_key"
 
 
 async def test_an_empty_key_is_anonymous(client):

@@ -4,8 +4,11 @@ kind of bad token is a 401 with WWW-Authenticate."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import json
 import logging
+import re
 import time
 
 import jwt
@@ -28,6 +31,26 @@ def token(claims=None, key=SECRET, algorithm="HS256", **headers) -> str:
 
 def bearer(value: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {value}"}
+
+
+def b64(data: bytes) -> str:
+    return jwt.utils.base64url_encode(data).decode()
+
+
+def forged(header: dict | bytes, claims=None) -> str:
+    """A token with any header at all (JSON or raw bytes), HS256-signed with SECRET: the
+    signature is right, whatever the header says."""
+    head = header if isinstance(header, bytes) else json.dumps(header).encode()
+    body = json.dumps({"role": "emberlog_ingest", "exp": int(time.time()) + 60, **(claims or {})})
+    signing_input = f"{b64(head)}.{b64(body.encode())}"
+    signature = hmac.new(SECRET.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64(signature)}"
+
+
+# RFC 6750: error_description is %x20-21 / %x23-5B / %x5D-7E, quoted.
+CHALLENGE = re.compile(
+    r'Bearer error="invalid_token", error_description="[\x20\x21\x23-\x5b\x5d-\x7e]*"'
+)
 
 
 @pytest.fixture
@@ -79,6 +102,20 @@ def bad_tokens() -> dict[str, str]:
         "unknown role": token({"role": "postgres"}),
         "the authenticator itself": token({"role": "emberlog_authenticator"}),
         "role not a string": token({"role": ["emberlog_ingest"]}),
+        # Malformed: each a 401, never a 500, and nothing of it echoed into a header.
+        "non-ASCII alg": forged({"alg": "HS256\u2603", "typ": "JWT"}),
+        "latin-1 alg": forged({"alg": "HS256\u00e9"}),
+        "alg with a quote and a line break": forged({"alg": 'HS256"\r\nSet-Cookie: a=b'}),
+        "alg not a string": forged({"alg": ["HS256"]}),
+        "no alg": forged({"typ": "JWT"}),
+        "kid not a string": forged({"alg": "HS256", "kid": 7}),
+        "header not an object": forged(b'["HS256"]'),
+        "header not JSON": forged(b"\xff\xfe{"),
+        "header not UTF-8 JSON": forged('{"alg": "HS256\u00e9"}'.encode("latin-1")),
+        "huge header": forged({"alg": "HS256", "pad": "x" * 6000}),
+        "bad base64": "e30!.e30.c2ln",
+        "non-ASCII token": token({"role": "emberlog_ingest"}) + "\u00e9",
+        "one segment": "abc",
     }
 
 
@@ -92,14 +129,60 @@ async def test_bad_tokens_are_a_401_and_write_nothing(client, db, case):
         )
         assert result.status_code == 401, (case, result.text)
         assert result.json["error"]["code"] == "invalid_token"
-        assert result.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
+        assert CHALLENGE.fullmatch(result.headers["www-authenticate"]), result.headers
         assert value not in result.text
+        assert "send" in result.json["error"]["message"]  # what to send instead
     assert db.execute("select count(*) from data.incidents").fetchone()[0] == before
+
+
+@pytest.mark.parametrize(
+    ("alg", "named"),
+    [
+        ("HS512", "tokens signed with HS512 are not accepted"),
+        ("none", "tokens signed with none are not accepted"),
+        ("HS256\u2603", "tokens signed with an unsupported algorithm are not accepted"),
+        ('x"y', "tokens signed with an unsupported algorithm are not accepted"),
+        ("A" * 40, "tokens signed with an unsupported algorithm are not accepted"),
+    ],
+)
+async def test_the_message_names_only_a_plain_algorithm_and_the_header_none(client, alg, named):
+    result = await client.simulate_get("/api/v1/incidents", headers=bearer(forged({"alg": alg})))
+    assert result.status_code == 401
+    message = result.json["error"]["message"]
+    assert message == f"{named}: send a token signed with HS256", message
+    challenge = result.headers["www-authenticate"]
+    assert challenge == (
+        'Bearer error="invalid_token", error_description="the token\'s algorithm is not accepted"'
+    )
 
 
 async def test_other_authorization_schemes_are_refused(client):
     result = await client.simulate_get("/api/v1/incidents", headers={"Authorization": "Basic eDp5"})
     assert result.status_code == 401
+    assert result.json["error"]["message"] == (
+        "only Bearer tokens are accepted in Authorization:"
+        " send Authorization: Bearer <token>, or an API key in X-API-Key"
+    )
+
+
+@pytest.mark.parametrize(
+    ("claims", "message"),
+    [
+        (
+            {"exp": int(time.time()) - 3600},
+            "the token has expired: send a fresh one in Authorization: Bearer <token>",
+        ),
+        (
+            {"role": "postgres"},
+            "the token's role is not one this API may act as:"
+            " send a token whose role claim names a role this API may act as",
+        ),
+    ],
+)
+async def test_a_401_says_what_to_send_instead(client, claims, message):
+    result = await client.simulate_get("/api/v1/incidents", headers=bearer(token(claims)))
+    assert result.status_code == 401
+    assert result.json["error"]["message"] == message
 
 
 async def test_the_audience_is_checked_when_configured(settings, db, whoami):
@@ -159,6 +242,84 @@ async def test_jwks_tokens_are_chosen_by_kid(settings, db, whoami, tmp_path):
         )
         unknown = bearer(token({}, key=private, algorithm="ES256", kid="k2"))
         assert (await client.simulate_get("/api/v1/whoami", headers=unknown)).status_code == 401
+
+
+def rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(65537, 2048)
+
+
+def jwks(*entries: tuple[str, object]) -> str:
+    """A JWKS of (kid, private key) pairs: their public halves, RS256."""
+    keys = [
+        {**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(k.public_key())), "kid": kid}
+        for kid, k in entries
+    ]
+    return json.dumps({"keys": keys})
+
+
+async def test_a_key_rotated_out_of_the_jwks_is_refused_though_still_the_file_key(
+    settings, db, whoami, tmp_path
+):
+    """The review's case: JWT_PUBLIC_KEY_FILE still holds the old key (nobody changed
+    it), the JWKS lists only the new one. A token naming the old key's kid used to be
+    verified with the file key and accepted; the kid binds it to the JWKS now."""
+    old, new = rsa_key(), rsa_key()
+    (tmp_path / "old.pem").write_bytes(pem(old.public_key()))
+    (tmp_path / "jwks.json").write_text(jwks(("2026-07", new)))  # "2026-01" rotated out
+    settings = dataclasses.replace(
+        settings,
+        jwt_secret=SECRET,
+        jwt_audience=None,
+        jwt_public_key_file=tmp_path / "old.pem",
+        jwt_jwks_file=tmp_path / "jwks.json",
+    )
+    ingest = {"role": "emberlog_ingest"}
+    async with app_client(settings) as client:
+
+        async def whoami_as(value: str):
+            return await client.simulate_get("/api/v1/whoami", headers=bearer(value))
+
+        rotated_out = await whoami_as(token(ingest, old, "RS256", kid="2026-01"))
+        assert rotated_out.status_code == 401
+        assert rotated_out.json["error"]["message"] == (
+            "the token's key is not known (kid): send a token signed with a current key of the JWKS"
+        )
+        assert (
+            'error_description="the token\'s key is not known (kid)"'
+            in (rotated_out.headers["www-authenticate"])
+        )
+        current = await whoami_as(token(ingest, new, "RS256", kid="2026-07"))
+        assert current.status_code == 200 and current.json["role"] == "emberlog_ingest"
+        without_kid = await whoami_as(token(ingest, old, "RS256"))  # the file key's
+        assert without_kid.status_code == 200 and without_kid.json["role"] == "emberlog_ingest"
+        hs256 = await whoami_as(token(ingest))  # JWT_SECRET, no kid
+        assert hs256.status_code == 200
+        refused = {
+            # The JWKS key is used only when named: without a kid, the file key decides.
+            "new key, no kid": token(ingest, new, "RS256"),
+            "old key, new kid": token(ingest, old, "RS256", kid="2026-07"),
+            # A kid's key decides the algorithm: no HS256 with the JWKS's RSA key's kid
+            # (signed with JWT_SECRET, which would pass were the kid ignored).
+            "HS256 naming an RSA kid": token(ingest, kid="2026-07"),
+            "RS512 naming an RS256 kid": token(ingest, new, "RS512", kid="2026-07"),
+        }
+        for case, value in refused.items():
+            result = await whoami_as(value)
+            assert result.status_code == 401, case
+            assert result.json["error"]["code"] == "invalid_token", case
+
+
+async def test_with_only_a_jwks_a_token_must_name_its_key(settings, db, whoami, tmp_path):
+    key = rsa_key()
+    (tmp_path / "jwks.json").write_text(jwks(("k1", key)))
+    settings = dataclasses.replace(settings, jwt_jwks_file=tmp_path / "jwks.json")
+    async with app_client(settings) as client:
+        value = token({"role": "emberlog_ingest"}, key, "RS256")
+        result = await client.simulate_get("/api/v1/whoami", headers=bearer(value))
+        assert result.status_code == 401
+        assert result.json["error"]["message"] == (
+            "the token names no key (kid): send a token that names its JWKS key in kid"
+        )
 
 
 async def test_a_cookie_token_authenticates_reads_and_streams_never_writes(client, db):
