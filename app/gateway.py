@@ -107,8 +107,10 @@ class Gateway:
         req.context.route = match.route.template
         settings = self.state.settings
         refuse_cross_site_write(req, settings)
-        anonymous = not carries_credentials(req, settings)
-        address = of_request(req, settings.trusted_proxies) if anonymous else None
+        # Streams are capped by MAX_STREAMS_PER_ADDRESS instead (a burst of reconnecting
+        # EventSources must not meet a 429: they would give up for good).
+        counted = not match.route.is_stream and not carries_credentials(req, settings)
+        address = of_request(req, settings.trusted_proxies) if counted else None
         with self.state.in_flight.hold(address):
             await self._serve(req, resp, match)
 

@@ -80,7 +80,9 @@ class Settings:
     concurrency_per_address: int = 8  # requests in flight per client address; 0 = off
     route_pool_share: float = 0.5  # of POOL_MAX_SIZE one route's calls may hold at once
     max_streams_per_address: int = 20  # open streams per client address; 0 = off
-    sse_replay_limit: int = 1000  # events a resuming client may replay; beyond, reset
+    # Events a resuming client may replay (beyond, a reset): several rings' worth, so a
+    # client dropped for falling a ring (SSE_CLIENT_BUFFER) behind still resumes exactly.
+    sse_replay_limit: int = 5000
     public_url: str | None = None  # absolute links (Location, _url); default relative
 
     @property
@@ -256,7 +258,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
             concurrency_per_address=_int(env, "CONCURRENCY_PER_ADDRESS", 8),
             route_pool_share=_share(env, "ROUTE_POOL_SHARE", 0.5),
             max_streams_per_address=_int(env, "MAX_STREAMS_PER_ADDRESS", 20),
-            sse_replay_limit=_int(env, "SSE_REPLAY_LIMIT", 1000, minimum=1),
+            sse_replay_limit=_int(env, "SSE_REPLAY_LIMIT", 5000, minimum=1),
             public_url=_public_url(env, "PUBLIC_URL"),
             migrate_on_start=_bool(env, "MIGRATE_ON_START", True),
             metrics_port=_int(env, "METRICS_PORT", 0, minimum=0, maximum=65535),

@@ -97,7 +97,7 @@ async def test_a_bad_key_from_a_trusted_network_is_still_a_401(internal, db):
 async def test_without_anonymous_reads_every_route_needs_credentials(settings, db):
     closed = dataclasses.replace(settings, anonymous_reads=False)
     async with app_client(closed) as client:
-        for path in (INCIDENTS, f"{INCIDENTS}/1", "/api/v1/sse/incidents"):
+        for path in (INCIDENTS, f"{INCIDENTS}/1", "/api/v1/sse/incidents", "/metrics"):
             refused = await client.simulate_get(path)
             assert refused.status_code == 401, path
             assert refused.json["error"]["code"] == "credentials_required"
@@ -105,7 +105,7 @@ async def test_without_anonymous_reads_every_route_needs_credentials(settings, d
         reader_key = {"X-API-Key": client.ingest["X-API-Key"]}
         created = await client.simulate_post(INCIDENTS, json=payload(), headers=reader_key)
         assert created.status_code == 201
-        for path in ("/healthz", "/readyz", "/metrics"):
+        for path in ("/healthz", "/readyz"):  # probes stay open
             assert (await client.simulate_get(path)).status_code == 200, path
 
 
