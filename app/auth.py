@@ -34,7 +34,7 @@ from falcon.asgi import Request
 from psycopg_pool import AsyncConnectionPool
 
 from .clients import of_request, within
-from .errors import ApiError
+from .errors import CREDENTIALS_NEEDED, ApiError
 from .settings import Settings
 from .tokens import InvalidToken, TokenVerifier, role_claim
 
@@ -118,12 +118,7 @@ class Authenticator:
                 claims = {"role": role, "client_address": str(address)}
                 return Identity(role, claims, authenticated=True)
         if not settings.anonymous_reads:
-            raise ApiError(
-                401,
-                "this API needs credentials: send an API key in X-API-Key, or a token in"
-                " Authorization: Bearer <token>",
-                "credentials_required",
-            )
+            raise ApiError(401, CREDENTIALS_NEEDED, "credentials_required")
         return self.anonymous
 
     def _token(self, req: Request) -> str | None:
@@ -158,7 +153,7 @@ class Authenticator:
         now = time.monotonic()
         cached = self._keys.get(digest)
         fresh = cached is None or now - cached.checked_at > self.settings.api_key_cache_seconds
-        if cached is None or fresh:
+        if fresh:
             cached = await self._lookup(digest, pool, now)
         if cached.expires_at is not None and cached.expires_at <= datetime.now(UTC):
             return None

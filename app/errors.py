@@ -138,7 +138,7 @@ def from_database(exc: psycopg.Error, authenticated: bool = False) -> ApiError:
 
 
 CREDENTIALS_NEEDED = (
-    "this route needs credentials: send an API key in X-API-Key, or a token in"
+    "this needs credentials: send an API key in X-API-Key, or a token in"
     " Authorization: Bearer <token>"
 )
 
