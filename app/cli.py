@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import psycopg
 
@@ -18,31 +19,42 @@ from .settings import Settings, SettingsError, from_env
 log = logging.getLogger("emberlog.cli")
 
 
+@dataclass(frozen=True)
+class Logins:
+    """The two logins to one database: the owner's, which migrates and administers, and
+    the app's (DATABASE_URL), which its request pools, read pool and listener use."""
+
+    owner: str
+    app: str
+
+
 @contextlib.contextmanager
-def database(settings: Settings) -> Iterator[str]:
-    """The database URL in use: DATABASE_URL, or the embedded server (started if needed,
-    and stopped on the way out if this command started it)."""
+def database(settings: Settings) -> Iterator[Logins]:
+    """The logins in use: MIGRATE_DATABASE_URL (else DATABASE_URL) and DATABASE_URL; or
+    the embedded server's superuser and its authenticator (trust auth on its socket).
+    The embedded server is started if needed, and stopped on the way out if this
+    command started it."""
     if not settings.embedded:
-        assert settings.database_url
-        yield settings.database_url
+        assert settings.database_url and settings.owner_url
+        yield Logins(owner=settings.owner_url, app=settings.database_url)
         return
     server = EmbeddedPostgres(settings.data_dir / "postgres")
-    url = server.start()
+    owner = server.start()
     try:
-        yield url
+        yield Logins(owner=owner, app=db.login_as(owner, settings.authenticator_role))
     finally:
         server.stop_if_started_here()
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
-    with database(settings) as url:
-        applied, files = deploy.migrate(url, settings.reload_channel)
+    with database(settings) as logins:
+        applied, files = deploy.migrate(logins.owner, settings.reload_channel)
     print(f"migrations applied: {', '.join(applied) or 'none pending'}; sql files applied: {files}")
     return 0
 
 
 def cmd_routes(settings: Settings, args: argparse.Namespace) -> int:
-    with database(settings) as url, psycopg.connect(url) as conn:
+    with database(settings) as logins, psycopg.connect(logins.owner) as conn:
         table = routes.load_sync(conn, settings.api_schema)
     for route in table.routes:
         summary = route.description.splitlines()[0] if route.description else ""
@@ -55,11 +67,16 @@ def cmd_routes(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    with database(settings) as url:
-        db.check_settings(url, settings)
-        applied = deploy.migrate(url, settings.reload_channel)[0] if migrating(settings) else None
-        log_start(url, settings, applied)
-        os.environ["DATABASE_URL"] = url  # the workers read their settings from the environment
+    with database(settings) as logins:
+        db.check_settings(logins.owner, settings)
+        applied = None
+        if migrating(settings):
+            applied = deploy.migrate(logins.owner, settings.reload_channel)[0]
+        login = check_logins(settings, logins.app)  # after migrating: it creates the roles
+        log_start(logins, settings, applied, login)
+        # The workers read their settings from the environment.
+        os.environ["DATABASE_URL"] = logins.app
+        os.environ["MIGRATE_DATABASE_URL"] = logins.owner
         uvicorn.run(
             "app.asgi:app",
             host=settings.host,
@@ -81,20 +98,37 @@ def migrating(settings: Settings) -> bool:
     return settings.migrate_on_start or settings.embedded
 
 
-def log_start(url: str, settings: Settings, applied: list[str] | None) -> None:
-    """One line an operator reads first: what runs, against what, in what state."""
-    with psycopg.connect(url) as conn:
+def check_logins(settings: Settings, app_url: str) -> str:
+    """Refuse, once at start, app logins PostgreSQL could not hold to the API's roles (a
+    superuser): DATABASE_URL's, and READ_DATABASE_URL's and LISTEN_DATABASE_URL's when
+    set. Returns the role DATABASE_URL logs in as."""
+    login = db.check_login(app_url, settings)
+    for variable, url in (
+        ("READ_DATABASE_URL", settings.read_database_url),
+        ("LISTEN_DATABASE_URL", settings.listen_database_url),
+    ):
+        if url:
+            db.check_login(url, settings, variable)
+    return login
+
+
+def log_start(logins: Logins, settings: Settings, applied: list[str] | None, login: str) -> None:
+    """One line an operator reads first: what runs, against what, as whom, in what state.
+    Routes are counted as the app sees them; pending migrations are read as the owner
+    (the authenticator may not read yoyo's tables)."""
+    with psycopg.connect(logins.app, **db.connect_kwargs(settings)) as conn:
         table = routes.load_sync(conn, settings.api_schema)
         server = conn.info.server_version
     try:
-        pending: list[str] | str = deploy.pending_migrations(url)
-    except Exception as exc:  # e.g. the authenticator may not read yoyo's tables
+        pending: list[str] | str = deploy.pending_migrations(logins.owner)
+    except Exception as exc:  # e.g. an owner URL that may not read yoyo's tables
         pending = f"unknown ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120]})"
     log.info(
         "starting",
         extra={
             "version": __version__,
-            "database": db.describe(url),
+            "database": db.describe(logins.app),
+            "login": login,
             "postgres": f"{server // 10000}.{server % 10000}",
             "migrations_applied": "skipped (MIGRATE_ON_START=false)"
             if applied is None
@@ -104,6 +138,8 @@ def log_start(url: str, settings: Settings, applied: list[str] | None) -> None:
             "listen": f"{settings.host}:{settings.port}",
             "workers": settings.workers,
             "metrics": f":{settings.metrics_port}" if settings.metrics_port else "/metrics",
+            "trusted_ingest_networks": [str(n) for n in settings.trusted_ingest_networks] or "off",
+            "naive_timezone": settings.naive_timezone,
         },
     )
     if pending and isinstance(pending, list):
@@ -111,7 +147,7 @@ def log_start(url: str, settings: Settings, applied: list[str] | None) -> None:
 
 
 def cmd_prune_events(settings: Settings, args: argparse.Namespace) -> int:
-    with database(settings) as url, psycopg.connect(url, autocommit=True) as conn:
+    with database(settings) as logins, psycopg.connect(logins.owner, autocommit=True) as conn:
         (deleted,) = conn.execute(
             "select internal.prune_events(%s::interval)", (args.older_than,)
         ).fetchone()  # type: ignore[misc]
@@ -121,7 +157,7 @@ def cmd_prune_events(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     """keys create | revoke | list: API keys, issued and revoked in SQL."""
-    with database(settings) as url, psycopg.connect(url, autocommit=True) as conn:
+    with database(settings) as logins, psycopg.connect(logins.owner, autocommit=True) as conn:
         if args.action == "create":
             if not args.name or not args.role:
                 raise SettingsError("keys create needs --name and --role")
@@ -150,10 +186,10 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_psql(settings: Settings, args: argparse.Namespace) -> int:
-    with database(settings) as url:
+    with database(settings) as logins:
         psql = EmbeddedPostgres.bin_path("psql")
         program = str(psql) if psql.exists() else "psql"
-        return os.spawnvp(os.P_WAIT, program, [program, url, *args.psql_args])
+        return os.spawnvp(os.P_WAIT, program, [program, logins.owner, *args.psql_args])
 
 
 def parser() -> argparse.ArgumentParser:
@@ -199,7 +235,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(settings, args)
     except KeyboardInterrupt:
         return 130
-    except (deploy.DeployError, psycopg.Error, SettingsError) as exc:
+    except SettingsError as exc:  # a setting to change, found once the database answered
+        print(f"emberlog-api: {exc}", file=sys.stderr)
+        return 2
+    except (deploy.DeployError, psycopg.Error) as exc:
         print(f"emberlog-api: {exc}", file=sys.stderr)
         return 1
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -24,14 +25,21 @@ def connect_kwargs(settings: Settings | None = None) -> dict[str, Any]:
 
 
 async def prepare_connection(conn: psycopg.AsyncConnection, settings: Settings) -> None:
-    """Once per new connection: become the authenticator, read naive times in NAIVE_TIMEZONE.
+    """Once per new connection: read naive times in NAIVE_TIMEZONE; and, only when the
+    login is another role than the authenticator, switch to the authenticator.
 
-    Logging in as the authenticator is the production setup. When the URL logs in as
-    another role (the embedded default is the superuser), switching at session level
-    still makes every request start from the authenticator's (lack of) privileges.
-    Behind a pooler in transaction mode, log in as the authenticator: the pooler keeps
-    TimeZone for each client (it tracks that parameter), but not the role.
+    That switch is a convenience, not a security boundary: it is session-level, so SQL
+    running on the connection may switch back to the login role (``reset role``,
+    ``set_config('role', ...)``). What PostgreSQL enforces is the login itself, hence
+    DATABASE_URL logs in as the authenticator (LOGIN NOINHERIT): ``serve`` refuses a
+    superuser login (``check_login``). Behind a pooler in transaction mode the switch
+    would not even last (the pooler keeps TimeZone per client, but not the role).
     """
+    if conn.info.user == settings.authenticator_role:
+        await conn.execute(
+            "select pg_catalog.set_config('TimeZone', %s, false)", (settings.naive_timezone,)
+        )
+        return
     await conn.execute(
         "select pg_catalog.set_config('role', %s, false), "
         "pg_catalog.set_config('TimeZone', %s, false)",
@@ -74,6 +82,63 @@ def check_settings(database_url: str, settings: Settings) -> None:
             raise SettingsError(
                 f"NAIVE_TIMEZONE={settings.naive_timezone!r} is not a time zone PostgreSQL knows"
             ) from exc
+
+
+def login_as(url: str, user: str) -> str:
+    """The same server and database, logging in as another role, without a password:
+    for the embedded server, which trusts connections on its unix socket. Keeps the
+    form it is given (a ``postgresql://`` URL stays a URL, for yoyo and the README)."""
+    if "://" not in url:
+        params = psycopg.conninfo.conninfo_to_dict(url)
+        params.pop("password", None)
+        return psycopg.conninfo.make_conninfo(**{**params, "user": user})
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{quote(user, safe='')}@{host}"))
+
+
+LOGIN = """
+select r.rolname, r.rolsuper, r.rolinherit,
+       coalesce((select pg_catalog.pg_has_role(r.oid, a.oid, 'member')
+                   from pg_catalog.pg_roles a where a.rolname = %(anon)s), false)
+  from pg_catalog.pg_roles r
+ where r.rolname = session_user
+"""
+
+
+def check_login(url: str, settings: Settings, variable: str = "DATABASE_URL") -> str:
+    """The role `url` logs in as, refused when it is a superuser: a superuser may
+    ``set role`` to anyone, so a route function could undo the per-request role and
+    PostgreSQL would enforce nothing. Warns when the login is not the NOINHERIT
+    authenticator that may become ANON_ROLE (it works, but is not the setup the grants
+    were written for)."""
+    with psycopg.connect(url, **connect_kwargs(settings)) as conn:
+        row = conn.execute(LOGIN, {"anon": settings.anon_role}).fetchone()
+    assert row is not None, "session_user is a role"
+    login, superuser, inherit, may_be_anon = row
+    if superuser:
+        fix = f"Log in as the authenticator ({settings.authenticator_role})"
+        if variable == "DATABASE_URL":
+            fix += " and give the owner's login as MIGRATE_DATABASE_URL"
+        raise SettingsError(
+            f"{variable} logs in as superuser {login}: PostgreSQL cannot enforce the "
+            f"API's roles. {fix}"
+        )
+    if login != settings.authenticator_role:
+        log.warning(
+            "%s logs in as %s, not the authenticator %s: SQL may switch back to %s",
+            variable,
+            login,
+            settings.authenticator_role,
+            login,
+        )
+    if inherit:
+        log.warning("%s logs in as %s, which is not NOINHERIT", variable, login)
+    if not may_be_anon:
+        log.warning(
+            "%s logs in as %s, which may not become %s", variable, login, settings.anon_role
+        )
+    return login
 
 
 def describe(url: str) -> str:

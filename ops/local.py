@@ -25,6 +25,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from app import deploy  # noqa: E402
+from app.db import login_as  # noqa: E402
 from app.embedded import EmbeddedPostgres  # noqa: E402
 
 
@@ -32,7 +33,7 @@ from app.embedded import EmbeddedPostgres  # noqa: E402
 class LocalServer:
     base: str  # http://127.0.0.1:port
     pid: int
-    database_url: str
+    database_url: str  # the owner's (seeding, pgbench); the server's is the authenticator
     ingest_key: str  # X-API-Key for writes, as the ingest service sends it
     log_path: Path
 
@@ -44,6 +45,15 @@ def issue_ingest_key(database_url: str) -> str:
         ).fetchone()
     assert row is not None
     return row[0]
+
+
+def logins(owner_url: str) -> dict[str, str]:
+    """A server's variables as production sets them: the app logs in as the authenticator
+    (so PostgreSQL enforces its roles), migrations as the owner."""
+    return {
+        "DATABASE_URL": login_as(owner_url, "emberlog_authenticator"),
+        "MIGRATE_DATABASE_URL": owner_url,
+    }
 
 
 def free_port() -> int:
@@ -82,7 +92,7 @@ def local_server(directory: Path, **env: str) -> Iterator[LocalServer]:
     pg = EmbeddedPostgres(directory / "pg")
     database_url = _new_database(pg.start())
     port = free_port()
-    environ = {**os.environ, "DATABASE_URL": database_url, "PORT": str(port), **env}
+    environ = {**os.environ, **logins(database_url), "PORT": str(port), **env}
     log_path = directory / "server.log"
     with log_path.open("wb") as log:
         server = subprocess.Popen(

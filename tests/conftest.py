@@ -35,6 +35,12 @@ def database_url(server_url):
     pg.drop_database(server_url, url)
 
 
+@pytest.fixture(scope="session")
+def app_database_url(database_url) -> str:
+    """The migrated database as the app logs in: the authenticator, never a superuser."""
+    return pg.as_authenticator(database_url)
+
+
 @pytest.fixture
 def db(database_url):
     """An autocommit connection as the migrating (owner) role, on emptied tables."""
@@ -44,12 +50,18 @@ def db(database_url):
 
 
 @pytest.fixture
-def settings(database_url) -> Settings:
+def settings(database_url, app_database_url) -> Settings:
+    """The in-process app logs in as the authenticator (PostgreSQL enforces its roles);
+    the owner's login is MIGRATE_DATABASE_URL's, as in production."""
     # Falcon's simulate_request says http.disconnect as soon as the body is read (its
     # client "leaves" at once), so the in-process app must not cancel on disconnect;
     # tests/e2e cover that with real clients.
     return Settings(
-        database_url=database_url, pool_min_size=1, pool_max_size=4, cancel_on_disconnect=False
+        database_url=app_database_url,
+        migrate_database_url=database_url,
+        pool_min_size=1,
+        pool_max_size=4,
+        cancel_on_disconnect=False,
     )
 
 
@@ -64,7 +76,8 @@ async def streams_ready(state) -> None:
 async def app_client(settings: Settings) -> AsyncIterator[falcon.testing.ASGIConductor]:
     """An in-process app for these settings, started, with its routes loaded; its
     ``ingest`` headers carry a fresh ingest key, as Calypso sends them."""
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+    assert settings.owner_url
+    with psycopg.connect(settings.owner_url, autocommit=True) as conn:  # keys: the owner's
         ingest = {"X-API-Key": pg.issue_key(conn)}
     app = create_app(settings)
     async with falcon.testing.ASGIConductor(app) as conductor:

@@ -12,10 +12,15 @@ import psycopg
 from psycopg import sql
 
 from app import deploy
+from app.db import login_as
 from app.embedded import EmbeddedPostgres
 
+AUTHENTICATOR = "emberlog_authenticator"
+
 __all__ = [
+    "AUTHENTICATOR",
     "EmbeddedPostgres",
+    "as_authenticator",
     "as_role",
     "connect_as",
     "create_database",
@@ -36,9 +41,13 @@ def with_database(url: str, name: str) -> str:
 
 def with_user(url: str, user: str) -> str:
     """The same database URL, logging in as another role (no password: trust auth)."""
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{user}@{host}"))
+    return login_as(url, user)
+
+
+def as_authenticator(url: str) -> str:
+    """The same database, logged in as the app logs in: the authenticator (LOGIN
+    NOINHERIT, no superuser), so PostgreSQL itself enforces every request's role."""
+    return login_as(url, AUTHENTICATOR)
 
 
 def start_embedded(directory) -> EmbeddedPostgres:

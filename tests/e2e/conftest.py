@@ -48,8 +48,15 @@ def cli(*args: str, **env: str) -> subprocess.CompletedProcess:
     )
 
 
+def logins(owner_url: str) -> dict[str, str]:
+    """The variables of a production server: DATABASE_URL logs in as the authenticator
+    (PostgreSQL enforces the roles), MIGRATE_DATABASE_URL as the owner (migrations)."""
+    return {"DATABASE_URL": pg.as_authenticator(owner_url), "MIGRATE_DATABASE_URL": owner_url}
+
+
 class ServerProcess:
-    """`emberlog-api serve` in a subprocess, as `make run` starts it."""
+    """`emberlog-api serve` in a subprocess, as production starts it: logged in as the
+    authenticator, migrating (MIGRATE_ON_START) as the owner of `database_url`."""
 
     def __init__(self, database_url: str, log_path: Path, **env: str) -> None:
         self.port = free_port()
@@ -57,7 +64,7 @@ class ServerProcess:
         self.log_path = log_path
         environ = {
             **os.environ,
-            "DATABASE_URL": database_url,
+            **logins(database_url),
             "PORT": str(self.port),
             "HOST": "127.0.0.1",
             "POOL_TIMEOUT": "2",
@@ -72,7 +79,7 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
         )
         self.http = httpx.Client(base_url=self.base, timeout=10)
-        with psycopg.connect(database_url, autocommit=True) as conn:
+        with psycopg.connect(database_url, autocommit=True) as conn:  # keys: the owner's
             self.ingest = {"X-API-Key": pg.issue_key(conn)}  # as Calypso sends it
         wait_until(lambda: self.http.get("/readyz").status_code == 200)
 

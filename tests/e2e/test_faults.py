@@ -10,7 +10,7 @@ import httpx
 import psycopg
 
 from tests import pg
-from tests.e2e.conftest import cli, wait_until
+from tests.e2e.conftest import cli, logins, wait_until
 from tests.incidents import payload
 
 
@@ -77,12 +77,12 @@ def test_killed_connections_heal_and_reload_still_works(serve, fault_database):
 
 
 def test_cli_lists_routes_and_rejects_a_bad_time_zone(fault_database):
-    listed = cli("routes", DATABASE_URL=fault_database)
+    listed = cli("routes", **logins(fault_database))
     assert listed.returncode == 0, listed.stderr
     assert "GET    /api/v1/incidents/{id}" in listed.stdout
     assert "POST   /api/v1/incidents" in listed.stdout
     assert "SSE    /api/v1/sse/incidents" in listed.stdout
-    bad = cli("serve", DATABASE_URL=fault_database, NAIVE_TIMEZONE="Mars/Olympus", PORT="1")
+    bad = cli("serve", **logins(fault_database), NAIVE_TIMEZONE="Mars/Olympus", PORT="1")
     assert bad.returncode != 0 and "NAIVE_TIMEZONE" in bad.stderr
 
 
@@ -115,7 +115,7 @@ def test_cli_prunes_the_event_log(fault_database):
         conn.execute("select api.create_incident(%s::jsonb)", (json.dumps(payload()),))
 
     def prune(*args: str) -> subprocess.CompletedProcess:
-        return cli("prune-events", *args, DATABASE_URL=fault_database)
+        return cli("prune-events", *args, **logins(fault_database))  # as the owner
 
     assert prune().stdout == "events deleted: 0\n"  # nothing is 7 days old
     deleted = prune("--older-than", "0")
@@ -129,7 +129,7 @@ def test_cli_creates_lists_and_revokes_api_keys(serve, fault_database):
     import os
 
     def keys(*args: str) -> subprocess.CompletedProcess:
-        return cli("keys", *args, DATABASE_URL=fault_database, API_KEY_CACHE_SECONDS="0")
+        return cli("keys", *args, **logins(fault_database), API_KEY_CACHE_SECONDS="0")
 
     name = f"calypso-{os.getpid()}"
     created = keys("create", "--name", name, "--role", "emberlog_ingest")

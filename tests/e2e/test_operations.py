@@ -9,7 +9,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from ops.local import free_port
-from tests.e2e.conftest import cli, wait_until
+from tests.e2e.conftest import cli, logins, wait_until
 
 
 def log_lines(server) -> list[str]:
@@ -28,7 +28,9 @@ def test_logs_are_json_lines_with_a_start_up_summary_and_request_fields(serve):
     assert start["migrations_applied"] == "skipped (MIGRATE_ON_START=false)"
     assert start["migrations_pending"] == []
     assert start["routes"] >= 4 and start["version"] and start["postgres"]
-    assert start["database"].startswith("postgres@") and "password" not in json.dumps(start)
+    assert start["database"].startswith("emberlog_authenticator@")
+    assert start["login"] == "emberlog_authenticator" and "password" not in json.dumps(start)
+    assert start["trusted_ingest_networks"] == "off" and start["naive_timezone"] == "UTC"
     requests = wait_until(
         lambda: [e for e in map(json.loads, log_lines(server)) if e["msg"] == "request"]
     )
@@ -65,13 +67,31 @@ def test_settings_that_cannot_work_together_are_refused_at_start():
     assert "METRICS_PORT needs WORKERS=1" in result.stderr
 
 
-def test_a_pod_logs_in_as_the_authenticator_and_does_not_migrate(serve, fault_database):
-    """The Kubernetes setup: DATABASE_URL is the authenticator, a Job migrates."""
-    scheme, rest = fault_database.split("://", 1)
-    url = f"{scheme}://emberlog_authenticator@{rest.split('@', 1)[1]}"
-    server = serve(DATABASE_URL=url, MIGRATE_ON_START="false")
+def test_a_pod_logs_in_as_the_authenticator_and_does_not_migrate(serve):
+    """The Kubernetes setup: DATABASE_URL is the authenticator, a Job migrates, and the
+    pod has no owner's login at all (MIGRATE_DATABASE_URL unset)."""
+    server = serve(
+        MIGRATE_ON_START="false",
+        MIGRATE_DATABASE_URL="",
+        TRUSTED_INGEST_NETWORKS="10.0.0.0/8",
+        NAIVE_TIMEZONE="America/Chicago",
+    )
     assert server.http.get("/api/v1/incidents").status_code == 200
     start = next(e for e in map(json.loads, log_lines(server)) if e["msg"] == "starting")
     assert start["database"].startswith("emberlog_authenticator@")
+    assert start["login"] == "emberlog_authenticator"
     assert start["routes"] >= 4
     assert start["migrations_applied"] == "skipped (MIGRATE_ON_START=false)"
+    assert start["trusted_ingest_networks"] == ["10.0.0.0/8"]
+    assert start["naive_timezone"] == "America/Chicago"
+
+
+def test_serve_refuses_a_superuser_login(fault_database):
+    """A superuser may `set role` to anyone: PostgreSQL could not enforce the API's roles,
+    so serve does not start on one (the owner's login belongs in MIGRATE_DATABASE_URL)."""
+    refused = cli("serve", DATABASE_URL=fault_database, MIGRATE_ON_START="false", PORT="1")
+    assert refused.returncode == 2, refused.stderr
+    assert "DATABASE_URL logs in as superuser postgres" in refused.stderr
+    assert "emberlog_authenticator" in refused.stderr and "MIGRATE_DATABASE_URL" in refused.stderr
+    behind = cli("serve", **logins(fault_database), READ_DATABASE_URL=fault_database, PORT="1")
+    assert behind.returncode == 2 and "READ_DATABASE_URL logs in as superuser" in behind.stderr

@@ -20,6 +20,15 @@ from tests.e2e.test_pooler import EMBEDDED_USER
 from tests.incidents import payload
 from tests.sse import SseClient
 
+CATCH_UP = 60.0  # seconds a standby may take to replay, on a busy machine
+MARKER_TABLE = (
+    "create table if not exists public.replication_marker"
+    " (id bigint generated always as identity primary key)"
+)
+MARKER = "insert into public.replication_marker default values returning id"
+MARKER_TABLE_EXISTS = "select pg_catalog.to_regclass('public.replication_marker')"
+SEEN = "select exists (select from public.replication_marker where id = %s)"
+
 
 class Standby:
     """A streaming replica of the primary's whole cluster, run as the project runs
@@ -45,13 +54,22 @@ class Standby:
     def url(self) -> str:
         return pg.with_database(self.server.uri, self.database)
 
-    def caught_up_with(self, primary_url: str) -> bool:
+    def catch_up(self, primary_url: str, timeout: float = CATCH_UP) -> None:
+        """Wait until the standby has replayed everything the primary committed so far:
+        write a marker on the primary, wait for it to be visible here (WAL is replayed in
+        order). Not a WAL position: the primary's insert position may point past the
+        last record (a page header) where replay never gets, and its flush position
+        lags commits made asynchronously (as the tests' server makes them)."""
         with psycopg.connect(primary_url, autocommit=True) as primary:
-            lsn = primary.execute("select pg_catalog.pg_current_wal_insert_lsn()").fetchone()[0]
+            primary.execute(MARKER_TABLE)
+            (marker,) = primary.execute(MARKER).fetchone()
+        wait_until(lambda: self._sees(marker), timeout=timeout)
+
+    def _sees(self, marker: int) -> bool:
         with psycopg.connect(self.url(), autocommit=True) as standby:
-            return standby.execute(
-                "select pg_catalog.pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,)
-            ).fetchone()[0]
+            if standby.execute(MARKER_TABLE_EXISTS).fetchone()[0] is None:
+                return False  # not even the table's creation replayed yet
+            return standby.execute(SEEN, (marker,)).fetchone()[0]
 
     def replay(self, on: bool) -> None:
         with psycopg.connect(self.url(), autocommit=True) as standby:
@@ -62,10 +80,16 @@ class Standby:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def answered(url: str, status: int) -> httpx.Response | None:
+    """The response to GET url, if it has this status."""
+    response = httpx.get(url, timeout=10)
+    return response if response.status_code == status else None
+
+
 @pytest.fixture
 def standby(fault_database) -> Iterator[Standby]:
     replica = Standby(fault_database)
-    wait_until(lambda: replica.caught_up_with(fault_database))
+    replica.catch_up(fault_database)
     yield replica
     replica.remove()
 
@@ -73,12 +97,12 @@ def standby(fault_database) -> Iterator[Standby]:
 async def test_reads_go_to_the_replica_writes_and_the_stream_to_the_primary(
     serve, fault_database, standby
 ):
-    server = serve(READ_DATABASE_URL=standby.url())
+    server = serve(READ_DATABASE_URL=pg.as_authenticator(standby.url()))  # as DATABASE_URL
     base = server.base
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
         first = await http.post("/api/v1/incidents", json=payload(), headers=server.ingest)
         assert first.status_code == 201, first.text
-        wait_until(lambda: standby.caught_up_with(fault_database))
+        standby.catch_up(fault_database)
         assert (await http.get(f"/api/v1/incidents/{first.json()['id']}")).status_code == 200
 
         standby.replay(on=False)  # the replica falls behind
@@ -93,7 +117,7 @@ async def test_reads_go_to_the_replica_writes_and_the_stream_to_the_primary(
         assert (await http.get("/api/v1/incidents")).json()["total"] == 1
 
         standby.replay(on=True)
-        wait_until(lambda: standby.caught_up_with(fault_database))
+        standby.catch_up(fault_database)
         assert (await http.get("/api/v1/incidents")).json()["total"] == 2
         health = (await http.get("/health")).json()
         assert {name: check["status"] for name, check in health["checks"].items()} == {
@@ -104,8 +128,7 @@ async def test_reads_go_to_the_replica_writes_and_the_stream_to_the_primary(
         assert 'emberlog_pool_size{pool="reads"}' in metrics
 
         standby.server.stop()  # the replica goes away: not ready, and says which database
-        ready = await http.get("/readyz")
-        assert ready.status_code == 503
+        ready = wait_until(lambda: answered(f"{base}/readyz", 503))  # probes are cached
         assert "read database unreachable" in ready.json()["error"]["message"]
         assert ready.json()["error"]["details"]["database"] == "healthy"
         standby.server.restart_after_stop()

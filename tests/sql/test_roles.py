@@ -8,6 +8,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from app import db
+from app.settings import Settings, SettingsError
 from tests import pg
 from tests.incidents import payload
 
@@ -69,6 +71,57 @@ def test_authenticator_has_no_privileges_of_its_own(database_url):
             conn.execute("reset role")
         for role in ("emberlog_reader", "postgres"):
             assert pg.denied(conn, sql.SQL("set role {}").format(sql.Identifier(role)))
+
+
+def test_a_request_as_the_authenticator_cannot_take_another_role(app_database_url):
+    """What PostgreSQL enforces once the app logs in as the authenticator: inside a
+    request's transaction, SQL may not switch to a superuser or the owner, and going
+    back to the login role ('none') gives nothing."""
+    with psycopg.connect(app_database_url, autocommit=True) as conn, conn.transaction():
+        conn.execute("select pg_catalog.set_config('role', 'emberlog_ingest', true)")
+        owner = conn.execute(
+            "select nspowner::regrole::text from pg_namespace where nspname = 'data'"
+        ).fetchone()[0]
+        for role in ("postgres", owner, "emberlog_reader"):
+            assert pg.denied(conn, "select pg_catalog.set_config('role', %s, true)", (role,))
+        conn.execute("select pg_catalog.set_config('role', 'none', true)")
+        assert conn.execute("select current_user::text").fetchone()[0] == "emberlog_authenticator"
+        assert pg.denied(conn, "select count(*) from data.incidents")
+        assert pg.denied(conn, "select count(*) from api.incidents")
+
+
+def test_serve_refuses_a_superuser_login_and_warns_of_a_loose_one(
+    database_url, app_database_url, caplog
+):
+    settings = Settings()
+    assert db.check_login(app_database_url, settings) == "emberlog_authenticator"
+    assert not [r for r in caplog.records if r.name == "app.db"]  # nothing to warn of
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        superuser = conn.execute(
+            "select rolsuper from pg_roles where rolname = session_user"
+        ).fetchone()[0]
+        conn.execute(
+            "do $$ begin if not exists (select from pg_roles where rolname = 'emberlog_test_loose')"
+            " then create role emberlog_test_loose login; end if; end $$"
+        )
+    try:
+        loose = pg.with_user(database_url, "emberlog_test_loose")
+        assert db.check_login(loose, settings, "LISTEN_DATABASE_URL") == "emberlog_test_loose"
+        warned = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+        assert "not the authenticator" in warned and "not NOINHERIT" in warned
+        assert "may not become emberlog_anon" in warned
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("drop role emberlog_test_loose")
+    if not superuser:
+        pytest.skip("TEST_DATABASE_URL logs in as no superuser: nothing to refuse")
+    with pytest.raises(SettingsError) as refused:
+        db.check_login(database_url, settings)
+    assert str(refused.value).startswith("DATABASE_URL logs in as superuser ")
+    assert "Log in as the authenticator (emberlog_authenticator)" in str(refused.value)
+    assert "MIGRATE_DATABASE_URL" in str(refused.value)
+    with pytest.raises(SettingsError, match=r"^READ_DATABASE_URL logs in as superuser "):
+        db.check_login(database_url, settings, "READ_DATABASE_URL")
 
 
 def test_role_attributes(conn):
