@@ -20,7 +20,7 @@ from prometheus_client import start_http_server
 from . import errors, logs, openapi
 from .db import create_pool
 from .gateway import Gateway
-from .health import Health, Liveness, Readiness, close_probes
+from .health import Health, Liveness, Readiness, close_probes, probes
 from .listener import Listener
 from .middleware import Limits, RequestLog, SecurityHeaders
 from .settings import Settings, from_env
@@ -51,10 +51,12 @@ class Lifespan:
 
     async def process_startup(self, scope: Scope, event: dict[str, Any]) -> None:
         state, settings = self.state, self.state.settings
-        state.pool = create_pool(settings)
+        watched = probes(state)  # readiness learns of each new pooled connection
+        state.pool = create_pool(settings, on_connect=watched["database"].pool_connected)
         await state.pool.open(wait=False)
         if settings.read_database_url:
-            state.read_pool = create_pool(settings, settings.read_database_url, "reads")
+            reads = watched["read_database"].pool_connected
+            state.read_pool = create_pool(settings, settings.read_database_url, "reads", reads)
             await state.read_pool.open(wait=False)
         state.streams = Streams(
             state.fetch_events, state.metrics, settings.sse_client_buffer, settings.stream_batch

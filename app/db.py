@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -48,15 +49,21 @@ async def prepare_connection(conn: psycopg.AsyncConnection, settings: Settings) 
 
 
 def create_pool(
-    settings: Settings, url: str | None = None, name: str = "requests"
+    settings: Settings,
+    url: str | None = None,
+    name: str = "requests",
+    on_connect: Callable[[], None] | None = None,
 ) -> AsyncConnectionPool:
     """A request pool, not yet open (open it in the app's start-up): DATABASE_URL's,
-    or another URL's (READ_DATABASE_URL), each connection prepared the same way."""
+    or another URL's (READ_DATABASE_URL), each connection prepared the same way.
+    on_connect is told of every new connection (readiness: the pool has recovered)."""
     url = url or settings.database_url
     assert url, "database_url is resolved before the app starts"
 
     async def configure(conn: psycopg.AsyncConnection) -> None:
         await prepare_connection(conn, settings)
+        if on_connect is not None:
+            on_connect()
 
     return AsyncConnectionPool(
         url,

@@ -13,8 +13,8 @@ from tests.conftest import app_client
 INCIDENTS = "/api/v1/incidents"
 
 
-async def document(client) -> dict:
-    result = await client.simulate_get("/openapi.json")
+async def document(client, headers: dict | None = None) -> dict:
+    result = await client.simulate_get("/openapi.json", headers=headers)
     assert result.status_code == 200
     assert result.headers["content-type"].startswith("application/json")
     return result.json
@@ -76,7 +76,7 @@ async def test_errors_security_and_the_body_come_from_the_declarations(client):
 async def test_settings_shape_the_security_described(settings, db):
     closed = dataclasses.replace(settings, anonymous_reads=False, jwt_secret="k" * 40)
     async with app_client(closed) as client:
-        doc = await document(client)
+        doc = await document(client, client.ingest)  # closed: the document needs a key too
     assert set(doc["components"]["securitySchemes"]) == {"ApiKey", "Bearer", "Cookie"}
     listing = doc["paths"][INCIDENTS]["get"]["security"]
     assert listing == [{"ApiKey": []}, {"Bearer": []}, {"Cookie": []}]
