@@ -325,8 +325,10 @@ def run(args: argparse.Namespace) -> str | None:
     """Everything, in order; the report when every scenario ran (None for a subset)."""
     env = {
         "WORKERS": str(args.workers),
-        "RATE_LIMIT_PER_ADDRESS": "0",  # 32 connections from one address
+        # 32 connections from one address: its per-address limits are off.
+        "RATE_LIMIT_PER_ADDRESS": "0",
         "RATE_LIMIT_PER_KEY": "0",
+        "CONCURRENCY_PER_ADDRESS": "0",
     }
     with tempfile.TemporaryDirectory(prefix="emberlog-bench-") as tmp:
         workdir = Path(tmp)

@@ -218,7 +218,13 @@ def main() -> int:
             base, pid, key = args.url, args.pid, args.api_key or ""
         else:
             directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
-            env = {"LOG_LEVEL": "WARNING", "WORKERS": "1", "POOL_MAX_SIZE": "10"}
+            env = {
+                "LOG_LEVEL": "WARNING",
+                "WORKERS": "1",
+                "POOL_MAX_SIZE": "10",
+                "MAX_STREAMS_PER_ADDRESS": "0",  # N clients from one address
+                "RATE_LIMIT_PER_ADDRESS": "0",
+            }
             server = stack.enter_context(local_server(directory, **env))
             base, pid, key = server.base, server.pid, server.ingest_key
             pin(pid)
