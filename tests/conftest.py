@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 from collections.abc import AsyncIterator
 
@@ -92,3 +93,31 @@ async def app_client(settings: Settings) -> AsyncIterator[falcon.testing.ASGICon
 async def client(settings, db):
     async with app_client(settings) as conductor:
         yield conductor
+
+
+@pytest.fixture
+def slow_route(db):
+    """api.slow(seconds): an anonymous read that takes as long as it is told to."""
+    db.execute("""
+        create function api.slow(seconds double precision default 2) returns json
+        language sql stable as $$ select pg_sleep(seconds); select '{}'::json $$;
+        comment on function api.slow(double precision) is '@http GET /api/v1/slow';
+        grant execute on function api.slow(double precision) to emberlog_anon;
+    """)
+    yield
+    db.execute("drop function api.slow(double precision)")
+
+
+@contextlib.asynccontextmanager
+async def only_connection_held(
+    settings: Settings, db, seconds: float, **changes
+) -> AsyncIterator[tuple[falcon.testing.ASGIConductor, asyncio.Task]]:
+    """An app whose pool has one connection, held by a call of api.slow (the slow_route
+    fixture) for `seconds` once this yields; yields the app and that call's task."""
+    one = dataclasses.replace(settings, pool_min_size=1, pool_max_size=1, **changes)
+    async with app_client(one) as client:
+        params = {"seconds": str(seconds)}
+        busy = asyncio.create_task(client.simulate_get("/api/v1/slow", params=params))
+        while not pg.running(db, "slow"):  # the only connection is now taken
+            await asyncio.sleep(0.02)
+        yield client, busy

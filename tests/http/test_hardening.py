@@ -13,7 +13,7 @@ from app.clients import parse_networks
 from app.health import database_checks
 from app.state import AppState
 from tests import pg
-from tests.conftest import app_client
+from tests.conftest import app_client, only_connection_held
 from tests.incidents import payload
 
 INCIDENTS = "/api/v1/incidents"
@@ -24,19 +24,6 @@ NEGATED = " ".join(f"-x{n}" for n in range(2000))  # the review's full-text quer
 
 def stored(db) -> int:
     return db.execute("select count(*) from data.incidents").fetchone()[0]
-
-
-@pytest.fixture
-def slow_route(db):
-    """api.slow(seconds): an anonymous read that takes as long as it is told to."""
-    db.execute("""
-        create function api.slow(seconds double precision) returns json
-        language sql volatile as $$ select json_build_object('slept', pg_sleep(seconds)) $$;
-        comment on function api.slow(double precision) is '@http GET /api/v1/slow';
-        grant execute on function api.slow(double precision) to emberlog_anon;
-    """)
-    yield
-    db.execute("drop function api.slow(double precision)")
 
 
 # --- 1. search inputs are bounded before a connection is taken ---------------------
@@ -73,11 +60,7 @@ async def test_searches_within_the_bounds_still_work(client, db):
 
 
 async def test_bounds_are_checked_without_a_database_connection(settings, db, slow_route):
-    one = dataclasses.replace(settings, pool_min_size=1, pool_max_size=1, pool_timeout=2)
-    async with app_client(one) as client:
-        busy = asyncio.create_task(client.simulate_get("/api/v1/slow", params={"seconds": "1"}))
-        while not pg.running(db, "slow"):  # the only connection is now taken
-            await asyncio.sleep(0.02)
+    async with only_connection_held(settings, db, 1, pool_timeout=2) as (client, busy):
         refused = await client.simulate_get(INCIDENTS, params={"q": NEGATED})
         assert refused.status_code == 400  # not a 504 after waiting for the pool
         assert pg.running(db, "slow") == 1  # answered while the connection was still busy
@@ -294,11 +277,7 @@ async def test_a_deploy_still_reloads_and_drains(client, database_url):
 
 
 async def test_readiness_answers_while_requests_hold_the_whole_pool(settings, db, slow_route):
-    one = dataclasses.replace(settings, pool_min_size=1, pool_max_size=1, pool_timeout=2)
-    async with app_client(one) as client:
-        busy = asyncio.create_task(client.simulate_get("/api/v1/slow", params={"seconds": "1"}))
-        while not pg.running(db, "slow"):  # the only pooled connection is now taken
-            await asyncio.sleep(0.02)
+    async with only_connection_held(settings, db, 1, pool_timeout=2) as (client, busy):
         ready = await client.simulate_get("/readyz")
         health = await client.simulate_get("/health")
         assert pg.running(db, "slow") == 1  # both answered while the pool was still busy

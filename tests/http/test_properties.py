@@ -38,15 +38,10 @@ from hypothesis import strategies as st
 from app.errors import CODE, ApiError, default_code, from_database, status_for_sqlstate
 from tests.conftest import app_client
 from tests.incidents import INCIDENT_FIELDS, payload
+from tests.properties import through_the_app
 
 PURE = hypothesis_settings(max_examples=150, deadline=None, derandomize=True, database=None)
-PROPERTY = hypothesis_settings(
-    max_examples=60,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+PROPERTY = through_the_app(max_examples=60)
 
 LIST = "/api/v1/incidents"
 JSON = {"Content-Type": "application/json"}

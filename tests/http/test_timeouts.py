@@ -3,26 +3,9 @@ request by the app); a query past it is a 504 and frees its connection."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import dataclasses
 
-import pytest
-
-from tests import pg
-from tests.conftest import app_client
-
-SLOW = """create function api.slow(seconds float default 2) returns json language sql stable
-    as $$ select pg_sleep(seconds); select '{}'::json $$"""
-
-
-@pytest.fixture
-def slow_route(db):
-    db.execute(SLOW)
-    db.execute("comment on function api.slow(float) is '@http GET /api/v1/slow'")
-    db.execute("grant execute on function api.slow(float) to emberlog_anon")
-    yield
-    db.execute("drop function api.slow(float)")
+from tests.conftest import only_connection_held
 
 
 @contextlib.contextmanager
@@ -65,11 +48,7 @@ async def test_a_query_past_its_role_timeout_is_a_504(client, db, slow_route, ca
 
 
 async def test_waiting_too_long_for_a_connection_is_a_504(settings, db, slow_route):
-    one = dataclasses.replace(settings, pool_min_size=1, pool_max_size=1, pool_timeout=0.3)
-    async with app_client(one) as client:
-        busy = asyncio.create_task(client.simulate_get("/api/v1/slow", params={"seconds": "1.5"}))
-        while not pg.running(db, "slow"):  # the only connection is now taken
-            await asyncio.sleep(0.02)
+    async with only_connection_held(settings, db, 1.5, pool_timeout=0.3) as (client, busy):
         waiting = await client.simulate_get("/api/v1/incidents")
         assert waiting.status_code == 504
         assert waiting.json["error"]["message"] == "timed out waiting for a database connection"

@@ -27,22 +27,16 @@ import time
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from hypothesis import HealthCheck, event, example, given
-from hypothesis import settings as hypothesis_settings
+from hypothesis import event, example, given
 from hypothesis import strategies as st
 
 from app.tokens import MAX_HEADER_CHARS
 from tests.conftest import app_client
+from tests.properties import through_the_app
 
 SECRET = "s" * 40
 LIST = "/api/v1/incidents"
-PROPERTY = hypothesis_settings(
-    max_examples=80,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+PROPERTY = through_the_app(max_examples=80)
 CHALLENGE = re.compile(
     r'Bearer error="invalid_token", error_description="[\x20\x21\x23-\x5b\x5d-\x7e]*"'
 )
