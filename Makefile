@@ -4,12 +4,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: help install kubectl pgbouncer chromium run dev test lint fuzz format migrate routes psql bench bench-sse clean
+.PHONY: help install docs kubectl pgbouncer chromium run dev test lint fuzz format migrate routes psql bench bench-sse clean
 
 help:
 	@echo "make run      serve on HOST:PORT (default 127.0.0.1:8080), embedded PostgreSQL unless DATABASE_URL"
 	@echo "make test     the whole suite against a real PostgreSQL the fixtures start"
 	@echo "make lint     ruff + sqlfluff"
+	@echo "make docs     regenerate docs/configuration.md from app/settings.py"
 	@echo "make migrate  apply migrations and re-create api from sql/, then reload running servers"
 	@echo "make routes   list the routes the database declares"
 	@echo "make psql     psql on the database in use"
@@ -73,6 +74,10 @@ format: install
 	$(BIN)/ruff format app tests ops
 	$(BIN)/ruff check --fix app tests ops
 	$(BIN)/sqlfluff fix sql migrations
+
+# docs/configuration.md from the settings' declarations (a test fails when it is stale).
+docs: install
+	$(BIN)/emberlog-api settings --markdown > docs/configuration.md
 
 migrate: install
 	$(BIN)/emberlog-api migrate

@@ -17,7 +17,7 @@ import falcon
 import falcon.asgi
 from prometheus_client import start_http_server
 
-from . import errors, logs, openapi
+from . import docs, errors, logs, openapi
 from .db import create_pool
 from .gateway import Gateway
 from .health import Health, Liveness, Readiness, close_probes, probes
@@ -89,11 +89,20 @@ class Lifespan:
                 state.refresh_stream_metrics(STREAM_METRICS_EVERY), name="stream metrics"
             )
         )
+        state.tasks.append(asyncio.create_task(self._record_key_use(), name="key use"))
         if settings.metrics_port:
             self.metrics_server = start_http_server(
                 settings.metrics_port, settings.host, registry=state.metrics.registry
             )[0]
         self._chain_stop_signals()
+
+    async def _record_key_use(self) -> None:
+        """Every API_KEY_TOUCH_SECONDS, the keys used since the last round get their
+        last_used_at (one statement, off the request path); the rest at shutdown."""
+        state = self.state
+        while True:
+            await asyncio.sleep(state.settings.api_key_touch_seconds)
+            await state.auth.record_use(state.require_pool())
 
     def _chain_stop_signals(self) -> None:
         """Under uvicorn, SIGTERM/SIGINT also end the open streams at once: uvicorn waits
@@ -249,6 +258,7 @@ def create_app(settings: Settings | None = None) -> EmberlogApp:
     if not settings.metrics_port:  # else only on its own port (started at start-up)
         app.add_route("/metrics", Metrics(state))
     app.add_route("/openapi.json", OpenApi(state))
+    docs.add_routes(app)  # GET /docs: Swagger UI on /openapi.json, served from here
     app.add_sink(Gateway(state), prefix="/")
     app.state = state
     return app

@@ -6,7 +6,7 @@ auth.create_api_key: the request runs as the key's role); for GET and HEAD only,
 JWT in the JWT_COOKIE cookie (EventSource cannot send headers; a cookie never
 authenticates a write, so a cross-site form cannot use it). Nothing (or an empty
 key) is the anonymous role, refused with a 401 when ANONYMOUS_READS is off, except
-that a write from TRUSTED_INGEST_NETWORKS (the internal-only model, off by default)
+that a write from TRUSTED_NETWORKS (the internal-only model, off by default)
 runs as the ingest role; reads from there stay anonymous, as everyone's do.
 
 Keys are looked up by their SHA-256 digest and cached for API_KEY_CACHE_SECONDS, so a
@@ -111,10 +111,10 @@ class Authenticator:
 
     def _without_credentials(self, req: Request) -> Identity:
         settings = self.settings
-        if req.method not in SAFE_METHODS and settings.trusted_ingest_networks:
+        if req.method not in SAFE_METHODS and settings.trusted_networks:
             address = of_request(req, settings.trusted_proxies)
-            if address is not None and within(address, settings.trusted_ingest_networks):
-                role = settings.ingest_role
+            if address is not None and within(address, settings.trusted_networks):
+                role = settings.trusted_network_role
                 claims = {"role": role, "client_address": str(address)}
                 return Identity(role, claims, authenticated=True)
         if not settings.anonymous_reads:

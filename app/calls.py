@@ -47,9 +47,7 @@ SET_CONTEXT = (
     " pg_catalog.set_config('request.method', $4, true),"
     " pg_catalog.set_config('request.path', $5, true),"
     " pg_catalog.set_config('request.base_url', $6, true),"
-    " pg_catalog.set_config('emberlog.audio_base_url', coalesce($7,"
-    " pg_catalog.current_setting('emberlog.audio_base_url', true), ''), true),"
-    " pg_catalog.set_config('statement_timeout', coalesce($8,"
+    " pg_catalog.set_config('statement_timeout', coalesce($7,"
     " pg_catalog.current_setting('statement_timeout')), true)"
 )
 # Reads cannot write, whatever the function tries (as BEGIN READ ONLY would).
@@ -69,7 +67,6 @@ CONTEXT_PARAMS = {
         "_method",
         "_path",
         "_base_url",
-        "_audio_base_url",
         "_statement_timeout",
     )
 }
@@ -141,7 +138,6 @@ class Context:
     method: str
     path: str
     base_url: str
-    audio_base_url: str | None = None  # AUDIO_BASE_URL; None keeps the database's setting
     statement_timeout: str | None = None  # the role's (ALTER ROLE ... SET); None: the session's
 
     def params(self) -> dict[str, str | None]:
@@ -153,7 +149,6 @@ class Context:
             "_method": self.method,
             "_path": self.path,
             "_base_url": self.base_url,
-            "_audio_base_url": self.audio_base_url,
             "_statement_timeout": self.statement_timeout,
         }
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import psycopg
 
-from . import __version__, db, deploy, logs, routes
+from . import __version__, db, deploy, logs, routes, settings_docs
 from .embedded import EmbeddedPostgres
-from .settings import Settings, SettingsError, from_env
+from .settings import Settings, SettingsError, declared, from_env
 
 log = logging.getLogger("emberlog.cli")
 
@@ -138,7 +138,7 @@ def log_start(logins: Logins, settings: Settings, applied: list[str] | None, log
             "listen": f"{settings.host}:{settings.port}",
             "workers": settings.workers,
             "metrics": f":{settings.metrics_port}" if settings.metrics_port else "/metrics",
-            "trusted_ingest_networks": [str(n) for n in settings.trusted_ingest_networks] or "off",
+            "trusted_networks": [str(n) for n in settings.trusted_networks] or "off",
             "naive_timezone": settings.naive_timezone,
         },
     )
@@ -185,6 +185,26 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+SECRET_VARIABLES = frozenset({"JWT_SECRET"})
+
+
+def cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
+    """Every setting's variable and the value in force (URLs without passwords)."""
+    if args.markdown:
+        print(settings_docs.markdown(), end="")
+        return 0
+    for one in declared():
+        value = getattr(settings, one.name)
+        if one.variable in SECRET_VARIABLES and value:
+            text = "(set)"
+        elif one.variable.endswith("DATABASE_URL") and value:
+            text = db.describe(value)
+        else:
+            text = settings_docs.shown(value)
+        print(f"{one.variable}={text}")
+    return 0
+
+
 def cmd_psql(settings: Settings, args: argparse.Namespace) -> int:
     with database(settings) as logins:
         psql = EmbeddedPostgres.bin_path("psql")
@@ -193,8 +213,18 @@ def cmd_psql(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="emberlog-api", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="emberlog-api",
+        description=__doc__,
+        epilog=settings_docs.help_text(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="command", required=True)
+    shown = sub.add_parser("settings", help="the settings in force (secrets hidden), or --markdown")
+    shown.add_argument(
+        "--markdown", action="store_true", help="print docs/configuration.md (every setting)"
+    )
+    shown.set_defaults(func=cmd_settings)
     serve = sub.add_parser("serve", help="migrate, then serve HTTP with uvicorn")
     serve.add_argument("--reload", action="store_true", help="restart on code changes (dev)")
     serve.set_defaults(func=cmd_serve)
@@ -231,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"emberlog-api: {exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level, settings.log_format)
+    for deprecation in settings.deprecations:
+        log.warning(deprecation)
     try:
         return args.func(settings, args)
     except KeyboardInterrupt:

@@ -26,8 +26,9 @@ def connect_kwargs(settings: Settings | None = None) -> dict[str, Any]:
 
 
 async def prepare_connection(conn: psycopg.AsyncConnection, settings: Settings) -> None:
-    """Once per new connection: read naive times in NAIVE_TIMEZONE; and, only when the
-    login is another role than the authenticator, switch to the authenticator.
+    """Once per new connection: read naive times in NAIVE_TIMEZONE, set DB_SETTINGS (the
+    deployment's values SQL reads with current_setting), and, only when the login is
+    another role than the authenticator, switch to the authenticator.
 
     That switch is a convenience, not a security boundary: it is session-level, so SQL
     running on the connection may switch back to the login role (``reset role``,
@@ -36,16 +37,11 @@ async def prepare_connection(conn: psycopg.AsyncConnection, settings: Settings) 
     superuser login (``check_login``). Behind a pooler in transaction mode the switch
     would not even last (the pooler keeps TimeZone per client, but not the role).
     """
-    if conn.info.user == settings.authenticator_role:
-        await conn.execute(
-            "select pg_catalog.set_config('TimeZone', %s, false)", (settings.naive_timezone,)
-        )
-        return
-    await conn.execute(
-        "select pg_catalog.set_config('role', %s, false), "
-        "pg_catalog.set_config('TimeZone', %s, false)",
-        (settings.authenticator_role, settings.naive_timezone),
-    )
+    values = [("TimeZone", settings.naive_timezone), *settings.db_settings]
+    if conn.info.user != settings.authenticator_role:
+        values.append(("role", settings.authenticator_role))
+    calls = ", ".join("pg_catalog.set_config(%s, %s, false)" for _ in values)
+    await conn.execute(f"select {calls}", [part for pair in values for part in pair])
 
 
 def create_pool(

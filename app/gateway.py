@@ -42,7 +42,6 @@ def request_context(
         method=req.method,
         path=req.path,
         base_url=settings.public_url or "",
-        audio_base_url=settings.audio_base_url,
         statement_timeout=statement_timeout,
     )
 

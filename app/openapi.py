@@ -330,10 +330,10 @@ def _description(settings: Settings) -> str:
     ]
     if not settings.anonymous_reads:
         lines[-1] = "Every route needs credentials (ANONYMOUS_READS is off)."
-    if settings.trusted_ingest_networks:
+    if settings.trusted_networks:
         lines.append(
-            "Writes without credentials from the server's TRUSTED_INGEST_NETWORKS run as"
-            f" {settings.ingest_role}."
+            "Writes without credentials from the server's TRUSTED_NETWORKS run as"
+            f" {settings.trusted_network_role}."
         )
     return "\n".join(lines)
 

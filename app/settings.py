@@ -1,89 +1,321 @@
-"""Configuration, read from environment variables by a function (nothing at import time)."""
+"""Configuration: every setting declared once, below, as a field of Settings with its
+environment variable, parser, default, group and help. That one declaration drives
+``from_env`` (nothing is read at import time), ``emberlog-api --help`` and the generated
+docs/configuration.md (``emberlog-api settings --markdown``; a test fails when the file
+drifts). Longer than this project's ~200-line rule on purpose: it is the one table of
+settings, and splitting it would bring back the copies it replaces.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import os
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
-from .clients import Network, parse_networks
+from . import parse
+from .clients import Network
+from .parse import Parser
 
 
 class SettingsError(ValueError):
     """A configuration variable holds a value the API cannot use."""
 
 
+def setting(
+    default: Any,
+    variable: str,
+    parser: Parser,
+    group: str,
+    help: str,
+    *,
+    aliases: tuple[str, ...] = (),
+) -> Any:
+    """One setting: a dataclass field carrying its variable, parser, group and help.
+    aliases are older variable names, still read (with a deprecation line in the log)."""
+    meta = {"variable": variable, "parser": parser, "group": group, "help": help}
+    return field(default=default, metadata={**meta, "aliases": aliases})
+
+
+DATABASE = "Database"
+HTTP = "HTTP"
+SECURITY = "Credentials and trust"
+LIMITS = "Limits"
+STREAMS = "Streams"
+OPERATIONS = "Logs, metrics, tracing"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the app and the CLI need to know; tests build their own."""
 
-    database_url: str | None = None
-    # The owner's login, for migrate and MIGRATE_ON_START (default DATABASE_URL): the
-    # app's own pools log in as DATABASE_URL, which must be the authenticator.
-    migrate_database_url: str | None = None
-    host: str = "127.0.0.1"
-    port: int = 8080
-    workers: int = 1
-    data_dir: Path = Path(".data")
-    api_schema: str = "api"
-    authenticator_role: str = "emberlog_authenticator"
-    anon_role: str = "emberlog_anon"
-    ingest_role: str = "emberlog_ingest"
-    anonymous_reads: bool = True
-    cancel_on_disconnect: bool = True
-    trusted_ingest_networks: tuple[Network, ...] = ()
-    trusted_proxies: tuple[Network, ...] = ()
-    reload_channel: str = "emberlog_reload"
-    naive_timezone: str = "UTC"
-    cors_origins: tuple[str, ...] = ("*",)
-    max_body_bytes: int = 1024 * 1024
-    pool_min_size: int = 2
-    pool_max_size: int = 10
-    pool_timeout: float = 5.0
-    health_timeout: float = 2.0
-    log_level: str = "INFO"
-    log_format: str = "json"  # json | console
-    access_log: str = "errors"  # all | errors (status >= 400, or slow) | off
-    access_log_slow_ms: float = 1000.0
-    audio_base_url: str | None = None
-    stream_mode: str = "auto"
-    stream_poll_interval: float = 1.0
-    stream_batch: int = 500
-    sse_heartbeat: float = 15.0
-    sse_retry_ms: int = 2000
-    sse_client_buffer: int = 1000
-    api_key_cache_seconds: float = 10.0
-    api_key_touch_seconds: float = 30.0
-    jwt_secret: str | None = None
-    jwt_public_key_file: Path | None = None
-    jwt_jwks_file: Path | None = None
-    jwt_audience: str | None = None
-    jwt_role_claim: str = "role"
-    jwt_leeway: float = 30.0
-    jwt_cookie: str = "emberlog_token"
-    migrate_on_start: bool = True
-    metrics_port: int = 0  # 0: /metrics on the main port; else on its own port only
-    listen_database_url: str | None = None  # the LISTEN connection's (default DATABASE_URL)
-    read_database_url: str | None = None  # GET routes' (a replica); default DATABASE_URL
-    prepared_statements: bool = True  # false behind a pooler in transaction mode
-    enable_tracing: bool = False  # OpenTelemetry over OTLP (the tracing extra)
-    rate_limit_per_address: float = 50.0
-    rate_limit_burst: int = 100
-    rate_limit_per_key: float = 100.0
-    rate_limit_key_burst: int = 200
-    max_header_bytes: int = 16384
-    max_headers: int = 100
-    # Work limits: one client, or one slow route, must not take the pool from the rest.
-    concurrency_per_address: int = 8  # requests in flight per client address; 0 = off
-    route_pool_share: float = 0.5  # of POOL_MAX_SIZE one route's calls may hold at once
-    max_streams_per_address: int = 20  # open streams per client address; 0 = off
-    # Events a resuming client may replay (beyond, a reset): several rings' worth, so a
-    # client dropped for falling a ring (SSE_CLIENT_BUFFER) behind still resumes exactly.
-    sse_replay_limit: int = 5000
-    public_url: str | None = None  # absolute links (Location, _url); default relative
+    # --- database -------------------------------------------------------------------
+    database_url: str | None = setting(
+        None, "DATABASE_URL", parse.text, DATABASE,
+        "The app's login (postgresql:// URL): the authenticator, never a superuser (serve"
+        " refuses one). Unset: the embedded PostgreSQL in DATA_DIR.",
+    )  # fmt: skip
+    migrate_database_url: str | None = setting(
+        None, "MIGRATE_DATABASE_URL", parse.text, DATABASE,
+        "The owner's login, for migrate, MIGRATE_ON_START, keys, prune-events and psql."
+        " Unset: DATABASE_URL (the embedded server's superuser when that is unset).",
+    )  # fmt: skip
+    listen_database_url: str | None = setting(
+        None, "LISTEN_DATABASE_URL", parse.text, DATABASE,
+        "The LISTEN connection's URL (default DATABASE_URL): straight to PostgreSQL when"
+        " DATABASE_URL goes through PgBouncer.",
+    )  # fmt: skip
+    read_database_url: str | None = setting(
+        None, "READ_DATABASE_URL", parse.text, DATABASE,
+        "GET routes' pool (default DATABASE_URL): a read replica. Writes, key lookups and"
+        " streams stay on DATABASE_URL.",
+    )  # fmt: skip
+    data_dir: Path = setting(
+        Path(".data"), "DATA_DIR", parse.path, DATABASE,
+        "Where the embedded PostgreSQL keeps its data.",
+    )  # fmt: skip
+    pool_min_size: int = setting(
+        2, "POOL_MIN_SIZE", parse.integer(0), DATABASE,
+        "Connections each worker's request pool keeps open.",
+    )  # fmt: skip
+    pool_max_size: int = setting(
+        10, "POOL_MAX_SIZE", parse.integer(1), DATABASE,
+        "Most connections each worker's request pool opens.",
+    )  # fmt: skip
+    pool_timeout: float = setting(
+        5.0, "POOL_TIMEOUT", parse.number(), DATABASE,
+        "Seconds a request waits for a pooled connection before a 504.",
+    )  # fmt: skip
+    prepared_statements: bool = setting(
+        True, "PREPARED_STATEMENTS", parse.boolean, DATABASE,
+        "false behind a pooler in transaction mode (PgBouncer): statements go inline,"
+        " nothing is prepared.",
+    )  # fmt: skip
+    db_settings: tuple[tuple[str, str], ...] = setting(
+        (), "DB_SETTINGS", parse.db_settings, DATABASE,
+        "Deployment values for SQL to read with current_setting(), set on each connection:"
+        ' a JSON object of dotted names, e.g. {"emberlog.audio_base_url":'
+        ' "https://audio.example/rec"}. Behind a transaction pooler, set them on the role'
+        " or database instead (ALTER ROLE emberlog_authenticator SET ...).",
+    )  # fmt: skip
+    naive_timezone: str = setting(
+        "UTC", "NAIVE_TIMEZONE", parse.text, DATABASE,
+        "Zone a timestamp without an offset is read in; checked against PostgreSQL at start.",
+    )  # fmt: skip
+    api_schema: str = setting(
+        "api", "API_SCHEMA", parse.text, DATABASE,
+        "Schema whose functions declare routes.",
+    )  # fmt: skip
+    reload_channel: str = setting(
+        "emberlog_reload", "RELOAD_CHANNEL", parse.text, DATABASE,
+        "NOTIFY channel that makes running servers reload their routes.",
+    )  # fmt: skip
+    migrate_on_start: bool = setting(
+        True, "MIGRATE_ON_START", parse.boolean, DATABASE,
+        "serve migrates first; false where a separate step migrates (the Kubernetes Job)."
+        " The embedded database is always migrated.",
+    )  # fmt: skip
+
+    # --- HTTP -----------------------------------------------------------------------
+    host: str = setting("127.0.0.1", "HOST", parse.text, HTTP, "Where uvicorn listens.")
+    port: int = setting(8080, "PORT", parse.integer(0, 65535), HTTP, "Port uvicorn listens on.")
+    workers: int = setting(1, "WORKERS", parse.integer(1), HTTP, "uvicorn worker processes.")
+    public_url: str | None = setting(
+        None, "PUBLIC_URL", parse.public_url, HTTP,
+        "Absolute base of links (Location, links.self._url). Unset: links are relative paths"
+        " (the Host header is never used).",
+    )  # fmt: skip
+    cors_origins: tuple[str, ...] = setting(
+        ("*",), "CORS_ORIGINS", parse.origins, HTTP,
+        "Origins allowed to call the API from a browser. * lets any site read, never write"
+        " without credentials.",
+    )  # fmt: skip
+    cancel_on_disconnect: bool = setting(
+        True, "CANCEL_ON_DISCONNECT", parse.boolean, HTTP,
+        "Cancel a request's running query (and roll back) when its client disconnects.",
+    )  # fmt: skip
+
+    # --- credentials and trust --------------------------------------------------------
+    authenticator_role: str = setting(
+        "emberlog_authenticator", "AUTHENTICATOR_ROLE", parse.text, SECURITY,
+        "The role the app logs in as; every request switches from it to the caller's role.",
+    )  # fmt: skip
+    anon_role: str = setting(
+        "emberlog_anon", "ANON_ROLE", parse.text, SECURITY,
+        "The role of requests without credentials.",
+    )  # fmt: skip
+    anonymous_reads: bool = setting(
+        True, "ANONYMOUS_READS", parse.boolean, SECURITY,
+        "false: requests without credentials get 401 on every API route (and on /metrics"
+        " and /openapi.json).",
+    )  # fmt: skip
+    trusted_networks: tuple[Network, ...] = setting(
+        (), "TRUSTED_NETWORKS", parse.networks, SECURITY,
+        "CIDRs whose writes without credentials run as TRUSTED_NETWORK_ROLE (the"
+        " internal-only model). Unset: off.",
+        aliases=("TRUSTED_INGEST_NETWORKS",),
+    )  # fmt: skip
+    trusted_network_role: str = setting(
+        "emberlog_ingest", "TRUSTED_NETWORK_ROLE", parse.text, SECURITY,
+        "The role of those writes.",
+        aliases=("INGEST_ROLE",),
+    )  # fmt: skip
+    trusted_proxies: tuple[Network, ...] = setting(
+        (), "TRUSTED_PROXIES", parse.networks, SECURITY,
+        "CIDRs of proxies whose X-Forwarded-For is believed (read from the right).",
+    )  # fmt: skip
+    api_key_cache_seconds: float = setting(
+        10.0, "API_KEY_CACHE_SECONDS", parse.number(), SECURITY,
+        "How long a process trusts a key lookup (a revoked key is refused within this).",
+    )  # fmt: skip
+    api_key_touch_seconds: float = setting(
+        30.0, "API_KEY_TOUCH_SECONDS", parse.number(0.01), SECURITY,
+        "How often a process records its keys' last use (auth.api_keys.last_used_at).",
+    )  # fmt: skip
+    jwt_secret: str | None = setting(
+        None, "JWT_SECRET", parse.secret(32), SECURITY,
+        "HS256 secret for Authorization: Bearer tokens.",
+    )  # fmt: skip
+    jwt_public_key_file: Path | None = setting(
+        None, "JWT_PUBLIC_KEY_FILE", parse.existing_file, SECURITY,
+        "PEM public key: RS256 (RSA) or ES256 (EC) tokens without a kid.",
+    )  # fmt: skip
+    jwt_jwks_file: Path | None = setting(
+        None, "JWT_JWKS_FILE", parse.existing_file, SECURITY,
+        "JSON Web Key Set: a token naming a kid is verified with that key only.",
+    )  # fmt: skip
+    jwt_audience: str | None = setting(
+        None, "JWT_AUDIENCE", parse.text, SECURITY,
+        "When set, a token's aud must contain it.",
+    )  # fmt: skip
+    jwt_role_claim: str = setting(
+        "role", "JWT_ROLE_CLAIM", parse.text, SECURITY,
+        "Claim (dotted path, e.g. app.role) naming the role.",
+    )  # fmt: skip
+    jwt_leeway: float = setting(
+        30.0, "JWT_LEEWAY", parse.number(), SECURITY,
+        "Seconds of clock skew allowed on exp, nbf, iat.",
+    )  # fmt: skip
+    jwt_cookie: str = setting(
+        "emberlog_token", "JWT_COOKIE", parse.text, SECURITY,
+        "Cookie whose token authenticates GET/HEAD requests (for EventSource).",
+    )  # fmt: skip
+
+    # --- limits -------------------------------------------------------------------------
+    rate_limit_per_address: float = setting(
+        50.0, "RATE_LIMIT_PER_ADDRESS", parse.rate, LIMITS,
+        "Requests a second per client address, per worker (token bucket refill).",
+    )  # fmt: skip
+    rate_limit_burst: int = setting(
+        100, "RATE_LIMIT_BURST", parse.integer(1), LIMITS,
+        "Bucket size of the address limit: requests an address may send at once.",
+    )  # fmt: skip
+    rate_limit_per_key: float = setting(
+        100.0, "RATE_LIMIT_PER_KEY", parse.rate, LIMITS,
+        "Requests a second per credential (API key, or token sub), per worker.",
+    )  # fmt: skip
+    rate_limit_key_burst: int = setting(
+        200, "RATE_LIMIT_KEY_BURST", parse.integer(1), LIMITS,
+        "Bucket size of the credential limit.",
+    )  # fmt: skip
+    concurrency_per_address: int = setting(
+        8, "CONCURRENCY_PER_ADDRESS", parse.integer(0), LIMITS,
+        "Requests in flight per client address without credentials, per worker; one more"
+        " is a 429. 0 = off.",
+    )  # fmt: skip
+    route_pool_share: float = setting(
+        0.5, "ROUTE_POOL_SHARE", parse.share, LIMITS,
+        "Share of POOL_MAX_SIZE one route's calls may hold at once; the next waits up to"
+        " POOL_TIMEOUT, then a 503.",
+    )  # fmt: skip
+    max_streams_per_address: int = setting(
+        20, "MAX_STREAMS_PER_ADDRESS", parse.integer(0), LIMITS,
+        "Open streams per client address, per worker; one more is a 429. 0 = off.",
+    )  # fmt: skip
+    max_body_bytes: int = setting(
+        1024 * 1024, "MAX_BODY_BYTES", parse.integer(1), LIMITS,
+        "Larger request bodies get 413.",
+    )  # fmt: skip
+    max_header_bytes: int = setting(
+        16384, "MAX_HEADER_BYTES", parse.integer(1024), LIMITS,
+        "Request headers larger than this in total (names and values) get 431.",
+    )  # fmt: skip
+    max_headers: int = setting(
+        100, "MAX_HEADERS", parse.integer(10), LIMITS,
+        "Requests with more header lines get 431.",
+    )  # fmt: skip
+    health_timeout: float = setting(
+        2.0, "HEALTH_TIMEOUT", parse.number(), LIMITS,
+        "Seconds the database check of /readyz and /health may take.",
+    )  # fmt: skip
+
+    # --- streams ------------------------------------------------------------------------
+    stream_mode: str = setting(
+        "auto", "STREAM_MODE", parse.choice("auto", "listen", "poll"), STREAMS,
+        "auto: LISTEN after probing that notifications arrive, else poll; listen; poll"
+        " (behind a transaction-mode pooler).",
+    )  # fmt: skip
+    stream_poll_interval: float = setting(
+        1.0, "STREAM_POLL_INTERVAL", parse.number(0.01), STREAMS,
+        "Seconds between reads of the event log when polling.",
+    )  # fmt: skip
+    stream_batch: int = setting(
+        500, "STREAM_BATCH", parse.integer(1, 1000), STREAMS,
+        "Events read from the log per query.",
+    )  # fmt: skip
+    sse_heartbeat: float = setting(
+        15.0, "SSE_HEARTBEAT", parse.number(0.01), STREAMS,
+        "Seconds a stream may stay silent before a ': ping' comment.",
+    )  # fmt: skip
+    sse_retry_ms: int = setting(
+        2000, "SSE_RETRY_MS", parse.integer(0), STREAMS,
+        "The retry: hint sent on connect (EventSource's reconnect delay).",
+    )  # fmt: skip
+    sse_client_buffer: int = setting(
+        1000, "SSE_CLIENT_BUFFER", parse.integer(1), STREAMS,
+        "Events a stream client may fall behind before it is closed (it resumes).",
+    )  # fmt: skip
+    sse_replay_limit: int = setting(
+        5000, "SSE_REPLAY_LIMIT", parse.integer(1), STREAMS,
+        "Events a resuming client may replay from the log; further behind, it gets a reset."
+        " Several SSE_CLIENT_BUFFERs, so a client dropped as slow still resumes exactly.",
+    )  # fmt: skip
+
+    # --- logs, metrics, tracing ---------------------------------------------------------
+    log_level: str = setting(
+        "INFO", "LOG_LEVEL", parse.choice("debug", "info", "warning", "error", "critical"),
+        OPERATIONS, "For our loggers and the libraries' (uvicorn, psycopg, psycopg_pool).",
+    )  # fmt: skip
+    log_format: str = setting(
+        "json", "LOG_FORMAT", parse.choice("json", "console"), OPERATIONS,
+        "json: one JSON object per line; console: one readable line.",
+    )  # fmt: skip
+    access_log: str = setting(
+        "errors", "ACCESS_LOG", parse.choice("all", "errors", "off"), OPERATIONS,
+        "One line per request: all, errors (status >= 400 or slow), off.",
+    )  # fmt: skip
+    access_log_slow_ms: float = setting(
+        1000.0, "ACCESS_LOG_SLOW_MS", parse.number(), OPERATIONS,
+        "With errors: also log requests slower than this.",
+    )  # fmt: skip
+    metrics_port: int = setting(
+        0, "METRICS_PORT", parse.integer(0, 65535), OPERATIONS,
+        "0: GET /metrics on the main port; a port: metrics only there (needs WORKERS=1).",
+    )  # fmt: skip
+    enable_tracing: bool = setting(
+        False, "ENABLE_TRACING", parse.boolean, OPERATIONS,
+        "OpenTelemetry spans over OTLP/HTTP, set up by the standard OTEL_* variables (the"
+        " tracing extra).",
+    )  # fmt: skip
+
+    # Not a variable: what from_env read under an old name, for the log.
+    deprecations: tuple[str, ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        if self.log_level != self.log_level.upper():  # parsed lowercase, used as a level
+            object.__setattr__(self, "log_level", self.log_level.upper())
 
     @property
     def owner_url(self) -> str | None:
@@ -96,177 +328,85 @@ class Settings:
         return not self.database_url
 
 
-def _int(
-    env: Mapping[str, str], name: str, default: int, minimum: int = 0, maximum: int | None = None
-) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from exc
-    if value < minimum:
-        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise SettingsError(f"{name} must be at most {maximum}, got {value}")
-    return value
+@dataclass(frozen=True)
+class Declared:
+    """One setting as declared: what --help and the docs show."""
+
+    name: str
+    variable: str
+    parser: Parser
+    group: str
+    help: str
+    default: Any
+    aliases: tuple[str, ...]
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    try:
-        return float(raw) if raw else default
-    except ValueError as exc:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from exc
+def declared() -> Iterator[Declared]:
+    """Every setting, in declaration order."""
+    for f in fields(Settings):
+        meta = f.metadata
+        if "variable" in meta:
+            yield Declared(
+                f.name,
+                meta["variable"],
+                meta["parser"],
+                meta["group"],
+                meta["help"],
+                f.default,
+                meta["aliases"],
+            )
 
 
-def _rate(env: Mapping[str, str], name: str, default: float) -> float:
-    """Requests a second; 0 turns the limit off (a negative or infinite rate is a typo)."""
-    value = _float(env, name, default)
-    if not 0 <= value < float("inf"):
-        raise SettingsError(f"{name} must be 0 (off) or a positive number, got {value}")
-    return value
-
-
-def _share(env: Mapping[str, str], name: str, default: float) -> float:
-    """A fraction above 0, at most 1."""
-    value = _float(env, name, default)
-    if not 0 < value <= 1:
-        raise SettingsError(f"{name} must be above 0 and at most 1, got {value}")
-    return value
-
-
-def _public_url(env: Mapping[str, str], name: str) -> str | None:
-    """An absolute http(s) URL without a trailing slash, or None (links stay relative)."""
-    raw = (env.get(name) or "").strip().rstrip("/")
-    if not raw:
-        return None
-    if not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", raw):
-        raise SettingsError(f"{name} must be an absolute http(s) URL, got {raw!r}")
-    return raw
-
-
-STREAM_MODES = ("auto", "listen", "poll")
-ACCESS_LOGS = ("all", "errors", "off")
-LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-LOG_FORMATS = ("json", "console")
+# AUDIO_BASE_URL was a setting of its own; now one of DB_SETTINGS.
+LEGACY_DB_SETTINGS = {"AUDIO_BASE_URL": "emberlog.audio_base_url"}
 TRACING_EXTRA = "ENABLE_TRACING=true needs the tracing extra: pip install 'emberlog-api[tracing]'"
-MIN_SECRET_LENGTH = 32  # HS256 with a short secret can be brute-forced offline
-
-
-def _secret(env: Mapping[str, str], name: str) -> str | None:
-    value = env.get(name) or None
-    if value is not None and len(value) < MIN_SECRET_LENGTH:
-        raise SettingsError(f"{name} must be at least {MIN_SECRET_LENGTH} characters")
-    return value
-
-
-def _path(env: Mapping[str, str], name: str) -> Path | None:
-    raw = env.get(name) or None
-    if raw is None:
-        return None
-    path = Path(raw)
-    if not path.is_file():
-        raise SettingsError(f"{name}: no such file {raw!r}")
-    return path
-
-
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = (env.get(name) or "").strip().lower()
-    if not raw:
-        return default
-    if raw in ("true", "1", "yes", "on"):
-        return True
-    if raw in ("false", "0", "no", "off"):
-        return False
-    raise SettingsError(f"{name} must be true or false, got {raw!r}")
-
-
-def _networks(env: Mapping[str, str], name: str) -> tuple[Network, ...]:
-    try:
-        return parse_networks(env.get(name) or "")
-    except ValueError as exc:
-        raise SettingsError(f"{name} must be a comma-separated list of CIDRs ({exc})") from exc
-
-
-def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
-    value = (env.get(name) or default).strip().lower()
-    if value not in choices:
-        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-    return value
-
-
-def _origins(raw: str) -> tuple[str, ...]:
-    origins = tuple(o.strip() for o in raw.split(",") if o.strip())
-    return origins or ("*",)
 
 
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
-    """Build Settings from environment variables (see README for each one)."""
+    """Settings from environment variables; an empty variable counts as unset."""
     env = os.environ if env is None else env
-    return _checked(
-        Settings(
-            database_url=env.get("DATABASE_URL") or None,
-            migrate_database_url=env.get("MIGRATE_DATABASE_URL") or None,
-            host=env.get("HOST") or "127.0.0.1",
-            port=_int(env, "PORT", 8080),
-            workers=_int(env, "WORKERS", 1, minimum=1),
-            data_dir=Path(env.get("DATA_DIR") or ".data"),
-            api_schema=env.get("API_SCHEMA") or "api",
-            authenticator_role=env.get("AUTHENTICATOR_ROLE") or "emberlog_authenticator",
-            anon_role=env.get("ANON_ROLE") or "emberlog_anon",
-            ingest_role=env.get("INGEST_ROLE") or "emberlog_ingest",
-            anonymous_reads=_bool(env, "ANONYMOUS_READS", True),
-            cancel_on_disconnect=_bool(env, "CANCEL_ON_DISCONNECT", True),
-            trusted_ingest_networks=_networks(env, "TRUSTED_INGEST_NETWORKS"),
-            trusted_proxies=_networks(env, "TRUSTED_PROXIES"),
-            reload_channel=env.get("RELOAD_CHANNEL") or "emberlog_reload",
-            naive_timezone=env.get("NAIVE_TIMEZONE") or "UTC",
-            cors_origins=_origins(env.get("CORS_ORIGINS", "*")),
-            max_body_bytes=_int(env, "MAX_BODY_BYTES", 1024 * 1024, minimum=1),
-            pool_min_size=_int(env, "POOL_MIN_SIZE", 2, minimum=0),
-            pool_max_size=_int(env, "POOL_MAX_SIZE", 10, minimum=1),
-            pool_timeout=_float(env, "POOL_TIMEOUT", 5.0),
-            health_timeout=_float(env, "HEALTH_TIMEOUT", 2.0),
-            log_level=_choice(env, "LOG_LEVEL", "info", LOG_LEVELS).upper(),
-            log_format=_choice(env, "LOG_FORMAT", "json", LOG_FORMATS),
-            access_log=_choice(env, "ACCESS_LOG", "errors", ACCESS_LOGS),
-            access_log_slow_ms=_float(env, "ACCESS_LOG_SLOW_MS", 1000.0),
-            audio_base_url=env.get("AUDIO_BASE_URL") or None,
-            stream_mode=_choice(env, "STREAM_MODE", "auto", STREAM_MODES),
-            stream_poll_interval=_float(env, "STREAM_POLL_INTERVAL", 1.0),
-            stream_batch=_int(env, "STREAM_BATCH", 500, minimum=1, maximum=1000),
-            sse_heartbeat=_float(env, "SSE_HEARTBEAT", 15.0),
-            sse_retry_ms=_int(env, "SSE_RETRY_MS", 2000),
-            sse_client_buffer=_int(env, "SSE_CLIENT_BUFFER", 1000, minimum=1),
-            api_key_cache_seconds=_float(env, "API_KEY_CACHE_SECONDS", 10.0),
-            api_key_touch_seconds=_float(env, "API_KEY_TOUCH_SECONDS", 30.0),
-            jwt_secret=_secret(env, "JWT_SECRET"),
-            jwt_public_key_file=_path(env, "JWT_PUBLIC_KEY_FILE"),
-            jwt_jwks_file=_path(env, "JWT_JWKS_FILE"),
-            jwt_audience=env.get("JWT_AUDIENCE") or None,
-            jwt_role_claim=env.get("JWT_ROLE_CLAIM") or "role",
-            jwt_leeway=_float(env, "JWT_LEEWAY", 30.0),
-            jwt_cookie=env.get("JWT_COOKIE") or "emberlog_token",
-            rate_limit_per_address=_rate(env, "RATE_LIMIT_PER_ADDRESS", 50.0),
-            rate_limit_burst=_int(env, "RATE_LIMIT_BURST", 100, minimum=1),
-            rate_limit_per_key=_rate(env, "RATE_LIMIT_PER_KEY", 100.0),
-            rate_limit_key_burst=_int(env, "RATE_LIMIT_KEY_BURST", 200, minimum=1),
-            max_header_bytes=_int(env, "MAX_HEADER_BYTES", 16384, minimum=1024),
-            max_headers=_int(env, "MAX_HEADERS", 100, minimum=10),
-            concurrency_per_address=_int(env, "CONCURRENCY_PER_ADDRESS", 8),
-            route_pool_share=_share(env, "ROUTE_POOL_SHARE", 0.5),
-            max_streams_per_address=_int(env, "MAX_STREAMS_PER_ADDRESS", 20),
-            sse_replay_limit=_int(env, "SSE_REPLAY_LIMIT", 5000, minimum=1),
-            public_url=_public_url(env, "PUBLIC_URL"),
-            migrate_on_start=_bool(env, "MIGRATE_ON_START", True),
-            metrics_port=_int(env, "METRICS_PORT", 0, minimum=0, maximum=65535),
-            listen_database_url=env.get("LISTEN_DATABASE_URL") or None,
-            read_database_url=env.get("READ_DATABASE_URL") or None,
-            prepared_statements=_bool(env, "PREPARED_STATEMENTS", True),
-            enable_tracing=_bool(env, "ENABLE_TRACING", False),
-        )
+    values: dict[str, Any] = {}
+    deprecations: list[str] = []
+    for one in declared():
+        variable, raw = _given(env, one, deprecations)
+        if raw:
+            try:
+                values[one.name] = one.parser(raw)
+            except ValueError as exc:
+                raise SettingsError(f"{variable} {exc}, got {raw!r}") from None
+    settings = Settings(**values, deprecations=tuple(deprecations))
+    return _checked(_legacy_db_settings(env, settings))
+
+
+def _given(env: Mapping[str, str], one: Declared, deprecations: list[str]) -> tuple[str, str]:
+    """(the variable that holds the value, its text): the current name, else an old one."""
+    raw = (env.get(one.variable) or "").strip()
+    if raw:
+        return one.variable, raw
+    for alias in one.aliases:
+        old = (env.get(alias) or "").strip()
+        if old:
+            deprecations.append(f"{alias} is deprecated: set {one.variable} instead")
+            return alias, old
+    return one.variable, ""
+
+
+def _legacy_db_settings(env: Mapping[str, str], settings: Settings) -> Settings:
+    """Old variables that became DB_SETTINGS entries (DB_SETTINGS wins where both say)."""
+    moved: dict[str, str] = {}
+    notes: list[str] = []
+    for old, name in LEGACY_DB_SETTINGS.items():
+        raw = (env.get(old) or "").strip()
+        if raw:
+            moved[name] = raw
+            notes.append(f'{old} is deprecated: set DB_SETTINGS={{"{name}": ...}} instead')
+    if not moved:
+        return settings
+    merged = {**moved, **dict(settings.db_settings)}
+    return replace(
+        settings,
+        db_settings=tuple(sorted(merged.items())),
+        deprecations=(*settings.deprecations, *notes),
     )
 
 

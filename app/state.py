@@ -244,7 +244,6 @@ class AppState:
             method="GET",
             path=route.template,
             base_url=self.settings.public_url or "",
-            audio_base_url=self.settings.audio_base_url,
             statement_timeout=self.auth.timeouts.get(anonymous.role),
         )
 

@@ -145,7 +145,7 @@ def test_a_page_of_another_site_cannot_write_through_a_trusting_network(
     serve, fault_database, tmp_path
 ):
     # The internal-only model: every address of this machine may write without a key.
-    app = serve(TRUSTED_INGEST_NETWORKS="127.0.0.0/8")
+    app = serve(TRUSTED_NETWORKS="127.0.0.0/8")
     with psycopg.connect(fault_database, autocommit=True) as conn:
         conn.execute("truncate data.incidents")
     page = tmp_path / "attack.html"

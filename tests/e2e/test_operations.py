@@ -30,7 +30,7 @@ def test_logs_are_json_lines_with_a_start_up_summary_and_request_fields(serve):
     assert start["routes"] >= 4 and start["version"] and start["postgres"]
     assert start["database"].startswith("emberlog_authenticator@")
     assert start["login"] == "emberlog_authenticator" and "password" not in json.dumps(start)
-    assert start["trusted_ingest_networks"] == "off" and start["naive_timezone"] == "UTC"
+    assert start["trusted_networks"] == "off" and start["naive_timezone"] == "UTC"
     requests = wait_until(
         lambda: [e for e in map(json.loads, log_lines(server)) if e["msg"] == "request"]
     )
@@ -73,7 +73,7 @@ def test_a_pod_logs_in_as_the_authenticator_and_does_not_migrate(serve):
     server = serve(
         MIGRATE_ON_START="false",
         MIGRATE_DATABASE_URL="",
-        TRUSTED_INGEST_NETWORKS="10.0.0.0/8",
+        TRUSTED_INGEST_NETWORKS="10.0.0.0/8",  # the old name: still read, with a warning
         NAIVE_TIMEZONE="America/Chicago",
     )
     assert server.http.get("/api/v1/incidents").status_code == 200
@@ -82,8 +82,10 @@ def test_a_pod_logs_in_as_the_authenticator_and_does_not_migrate(serve):
     assert start["login"] == "emberlog_authenticator"
     assert start["routes"] >= 4
     assert start["migrations_applied"] == "skipped (MIGRATE_ON_START=false)"
-    assert start["trusted_ingest_networks"] == ["10.0.0.0/8"]
+    assert start["trusted_networks"] == ["10.0.0.0/8"]
     assert start["naive_timezone"] == "America/Chicago"
+    notes = [e["msg"] for e in map(json.loads, log_lines(server)) if e["level"] == "warning"]
+    assert "TRUSTED_INGEST_NETWORKS is deprecated: set TRUSTED_NETWORKS instead" in notes
 
 
 def test_serve_refuses_a_superuser_login(fault_database):

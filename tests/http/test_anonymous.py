@@ -1,5 +1,5 @@
 """Requests without credentials: anonymous reads, no anonymous writes, the opt-in
-internal-only model (TRUSTED_INGEST_NETWORKS, X-Forwarded-For only from
+internal-only model (TRUSTED_NETWORKS, X-Forwarded-For only from
 TRUSTED_PROXIES), and ANONYMOUS_READS=false."""
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ async def internal(settings, db):
     """The internal-only model: 10.0.0.0/8 may write without a key; 192.0.2.1 is a proxy."""
     trusting = dataclasses.replace(
         settings,
-        trusted_ingest_networks=parse_networks("10.0.0.0/8, fd00::/8"),
+        trusted_networks=parse_networks("10.0.0.0/8, fd00::/8"),
         trusted_proxies=parse_networks("192.0.2.1"),
     )
     async with app_client(trusting) as conductor:
@@ -110,12 +110,12 @@ async def test_without_anonymous_reads_every_route_needs_credentials(settings, d
 
 
 def test_network_settings_are_checked_at_start():
-    parsed = from_env({"TRUSTED_INGEST_NETWORKS": "10.0.0.0/8, 192.168.1.7", "TRUSTED_PROXIES": ""})
-    assert [str(n) for n in parsed.trusted_ingest_networks] == ["10.0.0.0/8", "192.168.1.7/32"]
+    parsed = from_env({"TRUSTED_NETWORKS": "10.0.0.0/8, 192.168.1.7", "TRUSTED_PROXIES": ""})
+    assert [str(n) for n in parsed.trusted_networks] == ["10.0.0.0/8", "192.168.1.7/32"]
     assert parsed.trusted_proxies == () and parsed.anonymous_reads is True
     assert from_env({"ANONYMOUS_READS": "false"}).anonymous_reads is False
     for env in (
-        {"TRUSTED_INGEST_NETWORKS": "10.0.0.1/8"},  # host bits set: a typo, not a network
+        {"TRUSTED_NETWORKS": "10.0.0.1/8"},  # host bits set: a typo, not a network
         {"TRUSTED_PROXIES": "proxy.internal"},
         {"ANONYMOUS_READS": "maybe"},
     ):

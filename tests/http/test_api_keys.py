@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 
@@ -122,13 +123,18 @@ async def test_an_empty_key_is_anonymous(client):
         assert result.status_code == 200
 
 
-async def test_use_is_recorded_off_the_request_path(client, keys):
+async def test_use_is_recorded_every_touch_interval_off_the_request_path(settings, keys):
     key = issue(keys)
-    await client.simulate_post("/api/v1/incidents", json=payload(), headers={"X-API-Key": key})
     used = "select last_used_at from auth.api_keys where name = 'calypso'"
-    assert keys.execute(used).fetchone()[0] is None
-    await client.app_state.auth.record_use(client.app_state.require_pool())
-    assert keys.execute(used).fetchone()[0] is not None
+    touching = dataclasses.replace(settings, api_key_touch_seconds=0.2)
+    async with app_client(touching) as client:
+        headers = {"X-API-Key": key}
+        result = await client.simulate_post("/api/v1/incidents", json=payload(), headers=headers)
+        assert result.status_code == 201
+        async with asyncio.timeout(20):  # the app's own recorder, no call of ours
+            while keys.execute(used).fetchone()[0] is None:
+                await asyncio.sleep(0.05)
+        assert keys.execute(used).fetchone()[0] <= keys.execute("select now()").fetchone()[0]
 
 
 async def test_a_revoked_key_is_refused_within_the_cache_time(settings, keys):

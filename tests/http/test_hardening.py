@@ -18,7 +18,7 @@ from tests.incidents import payload
 
 INCIDENTS = "/api/v1/incidents"
 JSON = {"Content-Type": "application/json"}
-LAN = "10.1.2.3"  # inside TRUSTED_INGEST_NETWORKS below
+LAN = "10.1.2.3"  # inside TRUSTED_NETWORKS below
 NEGATED = " ".join(f"-x{n}" for n in range(2000))  # the review's full-text query
 
 
@@ -97,7 +97,7 @@ async def test_a_page_past_the_end_does_not_invent_a_total(client, db):
 @pytest.fixture
 async def trusting(settings, db):
     """The internal-only model: 10.0.0.0/8 may write without a key."""
-    lan = dataclasses.replace(settings, trusted_ingest_networks=parse_networks("10.0.0.0/8"))
+    lan = dataclasses.replace(settings, trusted_networks=parse_networks("10.0.0.0/8"))
     async with app_client(lan) as client:
         yield client
 
@@ -152,7 +152,7 @@ async def test_servers_and_keyed_clients_are_not_affected(trusting, db):
 async def test_an_origin_named_in_cors_origins_may_write_from_the_trusted_network(settings, db):
     named = dataclasses.replace(
         settings,
-        trusted_ingest_networks=parse_networks("10.0.0.0/8"),
+        trusted_networks=parse_networks("10.0.0.0/8"),
         cors_origins=("https://console.example",),
     )
     async with app_client(named) as client:

@@ -151,7 +151,7 @@ async def client(settings, canary):
         jwt_secret=SECRET,
         jwt_audience=None,
         trusted_proxies=(ipaddress.ip_network("127.0.0.1/32"),),
-        trusted_ingest_networks=(ipaddress.ip_network("10.0.0.0/8"),),
+        trusted_networks=(ipaddress.ip_network("10.0.0.0/8"),),
     )
     async with app_client(changed) as conductor:
         yield conductor

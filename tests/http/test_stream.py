@@ -135,7 +135,9 @@ async def test_a_bad_last_event_id_is_a_400(client, bad):
 
 
 async def test_relative_audio_paths_are_presented_under_audio_base_url(db, settings):
-    settings = dataclasses.replace(settings, audio_base_url="https://audio.example/rec")
+    settings = dataclasses.replace(
+        settings, db_settings=(("emberlog.audio_base_url", "https://audio.example/rec"),)
+    )
     async with app_client(settings) as client:
         async with client.simulate_get_stream(STREAM) as sr:
             await asyncio.sleep(0.05)

@@ -1,0 +1,74 @@
+"""Settings are declared once (app/settings.py): the environment, --help and
+docs/configuration.md all follow that one declaration."""
+
+from __future__ import annotations
+
+import pytest
+
+from app import settings_docs
+from app.settings import Settings, SettingsError, declared, from_env
+
+
+def test_docs_configuration_md_is_the_generated_one():
+    written = settings_docs.DOC.read_text(encoding="utf-8")
+    assert written == settings_docs.markdown(), (
+        "docs/configuration.md is stale: emberlog-api settings --markdown > docs/configuration.md"
+    )
+
+
+def test_every_setting_is_declared_whole_and_once():
+    settings = list(declared())
+    variables = [one.variable for one in settings]
+    assert len(variables) == len(set(variables))
+    aliases = [alias for one in settings for alias in one.aliases]
+    assert not set(aliases) & set(variables)
+    for one in settings:
+        assert one.help.strip() and one.parser.kind and one.group, one.variable
+        assert one.variable in settings_docs.help_text()
+
+
+@pytest.mark.parametrize("one", list(declared()), ids=lambda one: one.variable)
+def test_a_default_written_out_reads_back_as_the_default(one):
+    text = settings_docs.shown(one.default)
+    if text == "unset" or one.parser.kind == "path of a file":
+        return  # nothing to write (unset), or a file that must exist
+    assert getattr(from_env({one.variable: text}), one.name) == one.default
+
+
+def test_an_empty_environment_is_the_defaults():
+    assert from_env({}) == Settings()
+
+
+def test_old_names_still_work_and_say_so():
+    old = from_env(
+        {
+            "TRUSTED_INGEST_NETWORKS": "10.0.0.0/8",
+            "INGEST_ROLE": "emberlog_ingest",
+            "AUDIO_BASE_URL": "https://audio.example/rec",
+        }
+    )
+    assert [str(n) for n in old.trusted_networks] == ["10.0.0.0/8"]
+    assert dict(old.db_settings) == {"emberlog.audio_base_url": "https://audio.example/rec"}
+    assert len(old.deprecations) == 3
+    assert all("deprecated" in note for note in old.deprecations)
+    new = from_env({"TRUSTED_NETWORKS": "10.0.0.0/8", "TRUSTED_INGEST_NETWORKS": "192.0.2.0/24"})
+    assert [str(n) for n in new.trusted_networks] == ["10.0.0.0/8"]  # the new name wins
+    assert new.deprecations == ()
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"DB_SETTINGS": '{"role": "postgres"}'},  # PostgreSQL's own: never from here
+        {"DB_SETTINGS": '{"search_path": "evil"}'},
+        {"DB_SETTINGS": "[1]"},
+        {"DB_SETTINGS": '{"emberlog.x": {"nested": 1}}'},
+        {"ROUTE_POOL_SHARE": "0"},
+        {"PUBLIC_URL": "emberlog.example"},
+        {"PORT": "http"},
+        {"LOG_LEVEL": "loud"},
+    ],
+)
+def test_bad_values_are_refused_naming_the_variable(env):
+    with pytest.raises(SettingsError, match=next(iter(env))):
+        from_env(env)
