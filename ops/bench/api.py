@@ -10,8 +10,8 @@ and a bare Falcon handler do on the same machine, in the same run.
    select-only with the same query and connection count: the database's ceiling.
 3. Growth: list, list_filtered and list_search at each size of --sizes, the table grown
    in place, with the count strategy the responses report.
-4. RSS of each worker after the run; the table printed, and written into README.md
-   between the bench markers (--no-readme to leave it).
+4. RSS of each worker after the run; the table printed, and written into
+   docs/performance.md between the bench markers (--no-readme to leave it).
 
     python ops/bench/api.py --rows 20000 --duration 20 --sizes 20000,200000,1000000
 """
@@ -307,15 +307,16 @@ def machine() -> str:
 
 
 def write_readme(table: str) -> None:
-    readme = ROOT / "README.md"
+    """The table into docs/performance.md, between the bench markers."""
+    readme = ROOT / "docs" / "performance.md"
     text = readme.read_text()
     if README_BEGIN not in text or README_END not in text:
-        print("README.md has no bench markers; table not written", file=sys.stderr)
+        print(f"{readme} has no bench markers; table not written", file=sys.stderr)
         return
     head, rest = text.split(README_BEGIN, 1)
     _, tail = rest.split(README_END, 1)
     readme.write_text(f"{head}{README_BEGIN}\n{table}\n{README_END}{tail}")
-    print("README.md: results table updated")
+    print("docs/performance.md: results table updated")
 
 
 # -- the run -----------------------------------------------------------------------------------
@@ -457,10 +458,10 @@ def main() -> int:
         "--scenarios",
         type=lambda text: tuple(text.split(",")),
         default=SCENARIOS,
-        help="a subset to measure (the README is then left alone)",
+        help="a subset to measure (docs/performance.md is then left alone)",
     )
     p.add_argument("--profile", type=Path, help="py-spy each scenario's first worker into DIR")
-    p.add_argument("--no-readme", action="store_true", help="print only; leave README.md as is")
+    p.add_argument("--no-readme", action="store_true", help="print only; leave docs/performance.md as is")
     args = p.parse_args()
     args.wrk = require_wrk()
     table = run(args)
