@@ -6,7 +6,7 @@ and a bare Falcon handler do on the same machine, in the same run.
    seeded incidents (ops/bench/seed.sql, reproducible).
 2. wrk, 32 connections, a warm-up that is thrown away, then DURATION seconds per
    scenario: healthz, get_by_id, list, list_filtered, list_search, create; the bare
-   reference handler (tests/bench/reference.py) on the get_by_id query; pgbench
+   reference handler (ops/bench/reference.py) on the get_by_id query; pgbench
    select-only with the same query and connection count: the database's ceiling.
 3. Growth: list, list_filtered and list_search at each size of --sizes, the table grown
    in place, with the count strategy the responses report.
@@ -191,14 +191,14 @@ def count_strategy(base: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def reference_server(database_url: str, workers: int, log_path: Path) -> Iterator[str]:
-    """tests/bench/reference.py under uvicorn, with the API's worker count."""
+    """ops/bench/reference.py under uvicorn, with the API's worker count."""
     port = free_port()
     environ = {**os.environ, "DATABASE_URL": database_url}
     command = [
         sys.executable,
         "-m",
         "uvicorn",
-        "tests.bench.reference:app",
+        "ops.bench.reference:app",
         "--port",
         str(port),
         "--workers",

@@ -1,7 +1,7 @@
 """The bare reference handler `make bench` measures the API against: a few lines of
 Falcon and psycopg-pool doing the primary-key lookup and returning PostgreSQL's JSON
 text. No routing table, roles, claims, limits or error mapping: what is left when the
-declarative layer is taken away. Run as ``uvicorn tests.bench.reference:app``."""
+declarative layer is taken away. Run as ``uvicorn ops.bench.reference:app``."""
 
 from __future__ import annotations
 
