@@ -1,195 +1,32 @@
-"""create_app(settings): wires the pieces together, and does nothing else."""
+"""create_app(settings): wires the pieces together, and does nothing else; and
+EmberlogApp, Falcon's ASGI app with the process state and each connection's Watch.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import logging
-import signal
-import threading
 from collections.abc import Awaitable, Callable
-from types import FrameType
 from typing import Any
-from wsgiref.simple_server import WSGIServer
 
 import falcon
 import falcon.asgi
-from prometheus_client import start_http_server
 
-from . import docs, errors, logs, openapi
-from .db import create_pool
+from . import docs, errors, logs
+from .documents import Metrics, OpenApi
 from .gateway import Gateway
-from .health import Health, Liveness, Readiness, close_probes, probes
-from .listener import Listener
+from .health import Health, Liveness, Readiness
+from .hub import DROPPED
+from .lifespan import Lifespan, Scope
 from .middleware import Limits, RequestLog, SecurityHeaders
 from .settings import Settings, from_env
 from .state import AppState
-from .streams import DROPPED, Streams
 from .tracing import Tracing
 from .watch import WATCH_KEY, Watch
 
-log = logging.getLogger(__name__)
-
 EXPOSED_HEADERS = ("Location", "X-Request-ID", "Retry-After")
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-STREAM_METRICS_EVERY = 5.0  # seconds between reads of each stream's head (lag gauge)
 
-Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-class Lifespan:
-    """Start-up: open the pool, start the listener (which loads the routes and finds the
-    streams) and the streams' heartbeat. Shutdown: stop them, close the pool."""
-
-    def __init__(self, state: AppState) -> None:
-        self.state = state
-        self.previous_handlers: dict[int, Any] = {}
-        self.metrics_server: WSGIServer | None = None
-
-    async def process_startup(self, scope: Scope, event: dict[str, Any]) -> None:
-        state, settings = self.state, self.state.settings
-        watched = probes(state)  # readiness learns of each new pooled connection
-        state.pool = create_pool(settings, on_connect=watched["database"].pool_connected)
-        await state.pool.open(wait=False)
-        if settings.read_database_url:
-            reads = watched["read_database"].pool_connected
-            state.read_pool = create_pool(settings, settings.read_database_url, "reads", reads)
-            await state.read_pool.open(wait=False)
-        state.streams = Streams(
-            state.fetch_events, state.metrics, settings.sse_client_buffer, settings.stream_batch
-        )
-
-        async def on_reload(payload: str | None) -> None:
-            if payload is None:  # (re)connected: load now (a deploy may have come meanwhile)
-                await state.reload_routes()
-            else:
-                state.request_reload()
-
-        listener = Listener(
-            settings,
-            {settings.reload_channel: on_reload},
-            probe=settings.stream_mode == "auto",
-            on_reconnect=state.metrics.listener_reconnects.inc,
-        )
-        state.listener = listener
-
-        def polling() -> bool:
-            return settings.stream_mode == "poll" or listener.delivers is False
-
-        heartbeat = state.streams.run(
-            settings.sse_heartbeat, settings.stream_poll_interval, polling
-        )
-        state.tasks.append(asyncio.create_task(listener.run(), name="listener"))
-        state.tasks.append(asyncio.create_task(heartbeat, name="stream heartbeat"))
-        state.tasks.append(
-            asyncio.create_task(
-                state.refresh_stream_metrics(STREAM_METRICS_EVERY), name="stream metrics"
-            )
-        )
-        state.tasks.append(asyncio.create_task(self._record_key_use(), name="key use"))
-        if settings.metrics_port:
-            self.metrics_server = start_http_server(
-                settings.metrics_port, settings.host, registry=state.metrics.registry
-            )[0]
-        self._chain_stop_signals()
-
-    async def _record_key_use(self) -> None:
-        """Every API_KEY_TOUCH_SECONDS, the keys used since the last round get their
-        last_used_at (one statement, off the request path); the rest at shutdown."""
-        state = self.state
-        while True:
-            await asyncio.sleep(state.settings.api_key_touch_seconds)
-            await state.auth.record_use(state.require_pool())
-
-    def _chain_stop_signals(self) -> None:
-        """Under uvicorn, SIGTERM/SIGINT also end the open streams at once: uvicorn waits
-        for responses to finish before it shuts down, and a stream never would."""
-        if threading.current_thread() is not threading.main_thread():
-            return  # signals are the main thread's (e.g. an app run in a test thread)
-        loop = asyncio.get_running_loop()
-        streams = self.state.require_streams()
-        for sig in STOP_SIGNALS:
-            previous = signal.getsignal(sig)
-            if not callable(previous):
-                continue  # not under a server that handles it (e.g. tests): leave it be
-
-            def handler(signum: int, frame: FrameType | None, previous: Any = previous) -> None:
-                loop.call_soon_threadsafe(streams.shutdown)
-                previous(signum, frame)
-
-            self.previous_handlers[sig] = previous
-            signal.signal(sig, handler)
-
-    async def process_shutdown(self, scope: Scope, event: dict[str, Any]) -> None:
-        if self.metrics_server is not None:
-            self.metrics_server.shutdown()
-            self.metrics_server.server_close()
-        for sig, previous in self.previous_handlers.items():
-            signal.signal(sig, previous)
-        reloader = self.state.stop_reloading()
-        tasks = [*self.state.tasks, *([reloader] if reloader is not None else [])]
-        for task in tasks:  # first: nothing may start a fetch after this
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        if self.state.streams is not None:
-            await self.state.streams.stop()
-        if self.state.pool is not None:
-            await self.state.auth.record_use(self.state.pool)
-            await self.state.pool.close()
-        if self.state.read_pool is not None:
-            await self.state.read_pool.close()
-        await close_probes(self.state)
-        if self.state.tracing is not None:
-            self.state.tracing.shutdown()
-
-
-async def require_reader(state: AppState, req: falcon.asgi.Request) -> None:
-    """With ANONYMOUS_READS=false, the platform's documents (/metrics, /openapi.json)
-    need credentials too, as every API route does (a 401 otherwise). Any valid key or
-    token will do: they show no data, only what the API is and how busy it is."""
-    if not state.settings.anonymous_reads:
-        identity = await state.auth.identify(req, state.require_pool())
-        req.context.role = identity.role
-
-
-class Metrics:
-    """GET /metrics: the process's counters in Prometheus' text format."""
-
-    def __init__(self, state: AppState) -> None:
-        self.state = state
-
-    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        await require_reader(self.state, req)
-        resp.content_type = "text/plain; version=0.0.4; charset=utf-8"
-        resp.data = self.state.metrics.render()
-
-
-class OpenApi:
-    """GET /openapi.json: the document app/openapi.py generates, rebuilt after a reload."""
-
-    def __init__(self, state: AppState) -> None:
-        self.state = state
-        self.cached: tuple[int, bytes] | None = None
-
-    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        state = self.state
-        await require_reader(state, req)
-        table = state.require_routes()
-        if self.cached is None or self.cached[0] != state.reloads:
-            reloads = state.reloads
-            anon = state.settings.anon_role
-            anonymous = {
-                f"{r.schema}.{r.function}": await state.may_execute(r, anon) for r in table.routes
-            }
-            doc = openapi.document(table, state.settings, anonymous, state.auth.tokens.configured)
-            self.cached = (reloads, json.dumps(doc).encode())
-        resp.content_type = falcon.MEDIA_JSON
-        resp.data = self.cached[1]
 
 
 class EmberlogApp(falcon.asgi.App):

@@ -15,7 +15,7 @@ from falcon.asgi import Request
 from . import bounds
 from .calls import Call
 from .errors import ApiError
-from .routes import Match, Route
+from .route_table import Match, Route
 
 JSON_MEDIA_TYPES = ("application/json", "application/vnd.api+json", "text/json")
 

@@ -1,33 +1,26 @@
-"""Calling a route's function: bind request values to named arguments, run one
-transaction, return the JSON text PostgreSQL rendered.
+"""Calling a route's function: run a bound call (or a stream's read) in one transaction
+on a pooled connection and return what PostgreSQL rendered; which failures are
+retried, and which argument a bad value was given for.
 
 Per request, one transaction of two statements (PostgREST's order): set the role and
 the request settings with set_config(..., true) (and transaction_read_only for a
 read); then the call, which also reads response.status and response.headers after the
 function ran. Both go out as one simple-query message, which PostgreSQL runs as one
 implicit transaction (committed after the last statement, rolled back whole on an
-error): one send, one round trip, no BEGIN/COMMIT. Both statements are prepared once
-per connection and run by EXECUTE, their values quoted as literals by psycopg's
-client-side binding (AsyncClientCursor). Measured in issue 5 against the previous
-BEGIN/set/call/read/COMMIT pipeline (psycopg flushes each pipelined statement with a
-send of its own): 0.54 -> 0.30 ms of client CPU per call; preparing took PostgreSQL's
-CPU per get_by_id from 0.36 to 0.28 ms (README, "Performance").
+error): one send, one round trip, no BEGIN/COMMIT. Measured in issue 5 against the
+previous BEGIN/set/call/read/COMMIT pipeline (psycopg flushes each pipelined statement
+with a send of its own): 0.54 -> 0.30 ms of client CPU per call (README, "Performance").
 
-Behind a pooler in transaction mode (PgBouncer), a connection's prepared statements
-are not the next transaction's: PREPARED_STATEMENTS=false sends each statement whole
-instead, in the same one message, its values cast to the declared types.
+The statements' text is app/statements.py; which of them each connection has prepared,
+app/prepared.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import re
-import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, TypeVar
 
 import psycopg
@@ -36,96 +29,11 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool
 
 from .errors import ApiError
-from .routes import Route
+from .prepared import forget, prepare
+from .route_table import Route
+from .statements import CONTEXT, Statement, call_statement, script
 
 T = TypeVar("T")
-
-SET_CONTEXT = (
-    "select pg_catalog.set_config('role', $1, true),"
-    " pg_catalog.set_config('request.jwt.claims', $2, true),"
-    " pg_catalog.set_config('request.headers', $3, true),"
-    " pg_catalog.set_config('request.method', $4, true),"
-    " pg_catalog.set_config('request.path', $5, true),"
-    " pg_catalog.set_config('request.base_url', $6, true),"
-    " pg_catalog.set_config('statement_timeout', coalesce($7,"
-    " pg_catalog.current_setting('statement_timeout')), true)"
-)
-# Reads cannot write, whatever the function tries (as BEGIN READ ONLY would).
-READ_ONLY = ", pg_catalog.set_config('transaction_read_only', 'on', true)"
-# After the function in the same target list: what it set, evaluated after it ran.
-RESPONSE_SETTINGS = (
-    ", pg_catalog.current_setting('response.status', true),"
-    " pg_catalog.current_setting('response.headers', true)"
-)
-# SET_CONTEXT's values, in order (underscored: a route's statement names its own).
-CONTEXT_PARAMS = {
-    name: "text"
-    for name in (
-        "_role",
-        "_claims",
-        "_headers",
-        "_method",
-        "_path",
-        "_base_url",
-        "_statement_timeout",
-    )
-}
-# Quoted names and strings (kept whole), parameters outside them ($1, not a$1), and %.
-PARAMETER = re.compile(r'"(?:[^"]|"")*"|\'(?:[^\']|\'\')*\'|(?<![\w$])\$(\d+)(?!\d)|%')
-
-
-@dataclass(frozen=True)
-class Statement:
-    """One statement with numbered parameters, in the two ways it may be sent.
-
-    Prepared by name on each pooled connection (PREPARE, once), then run with EXECUTE
-    inside the request's message: parsed and planned once per connection instead of
-    once per request. Or, where connections are not the app's own (PREPARED_STATEMENTS
-    =false), sent inline: each $n replaced by its value as a literal of the declared
-    type. Both carry psycopg's named placeholders for the values."""
-
-    name: str
-    definition: str  # PREPARE name (types) AS statement
-    execute: str  # EXECUTE name(%(a)s, ...)
-    inline: str  # the statement, $n written as (%(a)s)::type
-
-    @classmethod
-    def of(cls, label: str, statement: str, params: Mapping[str, str]) -> Statement:
-        """params: placeholder name -> type, in $n order. Named after what it runs
-        (pg_stat_activity shows "execute emberlog_<label>_...", so a DBA still sees
-        which function a session is in), and a digest of it."""
-        types = ", ".join(params.values())
-        digest = hashlib.blake2b(f"{types}|{statement}".encode(), digest_size=8).hexdigest()
-        name = f"emberlog_{re.sub(r'[^a-z0-9_]', '', label.lower())[:36]}_{digest}"
-        values = [f"%({p})s" for p in params]
-        casts = [f"({v})::{t}" for v, t in zip(values, params.values(), strict=True)]
-        return cls(
-            name,
-            f"prepare {name} ({types}) as {statement}",
-            f"execute {name}({', '.join(values)})",
-            inline(statement, casts),
-        )
-
-
-def inline(statement: str, values: list[str]) -> str:
-    """The statement with $n replaced by values[n - 1] and every other % doubled (for
-    psycopg's client-side binding); text in quotes is left as it is."""
-
-    def value(match: re.Match[str]) -> str:
-        number = match.group(1)
-        return values[int(number) - 1] if number else match.group(0).replace("%", "%%")
-
-    return PARAMETER.sub(value, statement)
-
-
-CONTEXT = {
-    read_only: Statement.of(
-        "context", SET_CONTEXT + (READ_ONLY if read_only else ""), CONTEXT_PARAMS
-    )
-    for read_only in (True, False)
-}
-PREPARED_LIMIT = 500  # per connection; past it, DEALLOCATE ALL and start again
-AS_ROLE = "select pg_catalog.set_config('role', %(role)s, true)"
 
 
 @dataclass(frozen=True)
@@ -180,60 +88,6 @@ class Result:
     body: str
     status: str | None
     headers: str | None
-
-
-@lru_cache(maxsize=1024)
-def call_statement(route: Route, names: tuple[str, ...], body_arg: str | None) -> Statement:
-    """``select to_json(schema.fn(a => _.a, ...))::text from jsonb_to_record(...) as _(a type)``.
-
-    Only the arguments the request gave are named, so PostgreSQL applies the defaults,
-    and it casts every value to the argument's declared type.
-    """
-    named = [sql.SQL("{0} => _.{0}").format(sql.Identifier(n)) for n in names]
-    if body_arg:
-        named.append(sql.SQL("{} => $2").format(sql.Identifier(body_arg)))
-    invocation = sql.SQL("{}({})").format(
-        sql.Identifier(route.schema, route.function), sql.SQL(", ").join(named)
-    )
-    source = sql.SQL("")
-    if names:
-        columns = sql.SQL(", ").join(
-            sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(route.argument(n).type))
-            for n in names
-        )
-        source = sql.SQL(" from pg_catalog.jsonb_to_record($1) as _({})").format(columns)
-    if route.returns_set:
-        join = sql.SQL(", lateral ") if names else sql.SQL(" from ")
-        statement = sql.SQL(
-            "select coalesce(pg_catalog.json_agg(_r), '[]')::text{}{}{}{} as _r"
-        ).format(sql.SQL(RESPONSE_SETTINGS), source, join, invocation)
-    else:
-        statement = sql.SQL("select pg_catalog.to_json({})::text{}{}").format(
-            invocation, sql.SQL(RESPONSE_SETTINGS), source
-        )
-    # Rendered once: names quoted the standard way. $1: the values, $2: the body.
-    return Statement.of(
-        route.function, statement.as_string(None), {"values": "jsonb", "body": "jsonb"}
-    )
-
-
-@lru_cache(maxsize=64)
-def stream_statement(route: Route) -> Statement:
-    """``select id, event, data::text from schema.fn(after_id, max_events)``."""
-    statement = sql.SQL("select id, event, data::text from {}($1, $2)").format(
-        sql.Identifier(route.schema, route.function)
-    )
-    return Statement.of(
-        route.function, statement.as_string(None), {"after_id": "bigint", "limit": "integer"}
-    )
-
-
-@lru_cache(maxsize=2048)
-def script(statement: Statement, read_only: bool, prepared: bool = True) -> str:
-    """The whole transaction around one statement, as one simple-query message."""
-    if prepared:
-        return f"{CONTEXT[read_only].execute};\n{statement.execute}"
-    return f"{CONTEXT[read_only].inline};\n{statement.inline}"
 
 
 class ConnectionLost(Exception):
@@ -296,7 +150,7 @@ async def _with_connection(
                     # Our record of this connection's statements was stale (someone ran
                     # DEALLOCATE or DISCARD): the message failed as a whole, so nothing
                     # ran. Forget the record and go again, write or not.
-                    PREPARED.pop(conn, None)
+                    forget(conn)
                     if attempt == 2:
                         raise  # gone again: not our connection's (errors.POOLER_HINT)
                     continue
@@ -325,36 +179,12 @@ async def _transaction(
     """The request settings, then the statement: one message, one implicit transaction,
     one round trip. Returns the cursor on the statement's result."""
     if prepared:
-        await _prepare(conn, (CONTEXT[read_only], statement), context.role)
+        await prepare(conn, (CONTEXT[read_only], statement), context.role)
     cursor = psycopg.AsyncClientCursor(conn)
     sent = script(statement, read_only, prepared)
     await cursor.execute(sent, {**context.params(), **params})
     cursor.nextset()
     return cursor
-
-
-# The statements prepared on each connection (psycopg keeps no such record for ours).
-PREPARED: weakref.WeakKeyDictionary[psycopg.AsyncConnection, set[str]] = weakref.WeakKeyDictionary()
-
-
-async def _prepare(
-    conn: psycopg.AsyncConnection, statements: tuple[Statement, ...], role: str
-) -> None:
-    """PREPARE what this connection has not prepared yet: a round trip, once. As the
-    request's role, which may look names up in api (the authenticator may not)."""
-    known = PREPARED.setdefault(conn, set())
-    missing = [s for s in statements if s.name not in known]
-    if missing and len(known) + len(missing) > PREPARED_LIMIT:
-        # e.g. many reloads that changed signatures. All at once, before preparing, so
-        # nothing this request runs is deallocated under it.
-        await conn.execute("deallocate all", prepare=False)
-        known.clear()
-        missing = list(statements)
-    for statement in missing:
-        cursor = psycopg.AsyncClientCursor(conn)
-        definition = statement.definition.replace("%", "%%")
-        await cursor.execute(f"{AS_ROLE};\n{definition}", {"role": role})
-        known.add(statement.name)
 
 
 async def _name_bad_argument(

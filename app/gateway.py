@@ -16,7 +16,7 @@ from .calls import Context, Result
 from .clients import of_request
 from .errors import ApiError
 from .guards import carries_credentials, refuse_cross_site_write
-from .routes import Match, RouteTable
+from .route_table import Match, RouteTable
 from .settings import Settings
 from .state import AppState
 

@@ -21,9 +21,18 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
+from psycopg_pool import AsyncConnectionPool
 
 # Seconds: from a cached health answer (~0.1 ms) to a statement timeout.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+# Pool gauges, read from psycopg_pool's get_stats() at scrape time, labelled
+# pool="requests" (DATABASE_URL) or pool="reads" (READ_DATABASE_URL).
+POOL = (
+    ("emberlog_pool_size", "Connections the pool holds (busy or idle)", "pool_size"),
+    ("emberlog_pool_available", "Idle connections in the pool", "pool_available"),
+    ("emberlog_pool_requests_waiting", "Requests waiting for a connection", "requests_waiting"),
+    ("emberlog_pool_max_size", "Most connections the pool may open", "pool_max"),
+)
 
 
 class Metrics:
@@ -139,3 +148,17 @@ class Gauges(Collector):
 
     def describe(self) -> Iterator[Any]:
         return iter(())  # values may be absent at registration: describe nothing up front
+
+
+def pool_gauges(pools: Callable[[], Mapping[str, AsyncConnectionPool]]) -> Gauges:
+    """The POOL gauges of the pools open at scrape time, by name (AppState.pools)."""
+    return Gauges("pool", {name: (doc, _pool_stat(pools, key)) for name, doc, key in POOL})
+
+
+def _pool_stat(
+    pools: Callable[[], Mapping[str, AsyncConnectionPool]], key: str
+) -> Callable[[], dict[str, float]]:
+    def read() -> dict[str, float]:
+        return {name: pool.get_stats().get(key, 0) for name, pool in pools().items()}
+
+    return read

@@ -1,4 +1,4 @@
-"""GET /openapi.json: an OpenAPI 3.1 document generated from the route table.
+"""The OpenAPI 3.1 document GET /openapi.json serves, generated from the route table.
 
 Everything comes from SQL: paths and methods from the @http/@sse tags, parameters
 and their JSON Schema from the function's argument names, types and defaults
@@ -8,10 +8,10 @@ anonymous role may execute the function). The error responses are the one JSON
 shape of app/errors.py. Health and metrics routes are the platform's, not the
 API's, and are not described.
 
-PostgreSQL sets a few limits JSON Schema must spell out: no text (and no JSON string
-or key) may hold U+0000, so every plain string says so with a pattern and any JSON is
-a JsonValue; a timestamp's offset is at most 15:59 either way. An optional query
-parameter may be sent blank: it then counts as absent (web forms send blank fields).
+Here: the document around the operations (paths, components: the Error schema, the
+error responses, the security schemes; info). One operation is
+app/openapi_operations.py; the JSON Schema of values, app/openapi_schema.py; the
+resource that serves the document, app/documents.py.
 """
 
 from __future__ import annotations
@@ -21,27 +21,11 @@ from collections.abc import Iterable, Mapping
 from importlib import metadata
 from typing import Any
 
-from .bounds import terms_pattern
-from .routes import Argument, Route, RouteTable
+from .openapi_operations import operation
+from .openapi_schema import json_value
+from .route_table import Route, RouteTable
 from .settings import Settings
 
-NO_NUL = "^[^\\u0000]*$"
-JSON_VALUE = {"$ref": "#/components/schemas/JsonValue"}
-# PostgreSQL takes UTC offsets up to 15:59 either way; RFC 3339 allows up to 23:59.
-PG_OFFSET = "([Zz]|[+-](0[0-9]|1[0-5]):[0-5][0-9])$"
-BLANK = {"type": "string", "maxLength": 0}
-INTEGERS = {
-    "smallint": (-(2**15), 2**15 - 1, "int32"),
-    "integer": (-(2**31), 2**31 - 1, "int32"),
-    "bigint": (-(2**63), 2**63 - 1, "int64"),
-}
-NUMBERS = frozenset({"numeric", "real", "double precision"})
-FORMATS = {
-    "date": "date",
-    "uuid": "uuid",
-}
-TIMESTAMP = {"type": "string", "format": "date-time", "pattern": PG_OFFSET}
-TIMESTAMPS = frozenset({"timestamp with time zone", "timestamp without time zone"})
 ERROR_SCHEMA = {
     "type": "object",
     "required": ["error"],
@@ -71,168 +55,7 @@ ERRORS = {
     "503": "The database is unavailable: retry shortly",
     "504": "The database did not answer in time",
 }
-ALWAYS = ("401", "403", "429", "431", "503", "504")
 REQUIRED_HEADERS = {"401": "WWW-Authenticate", "429": "Retry-After"}
-
-
-def type_schema(pg_type: str) -> dict[str, Any]:
-    """JSON Schema for a value of a PostgreSQL type, as it arrives in a request."""
-    if pg_type.endswith("[]"):
-        return {"type": "array", "items": type_schema(pg_type[:-2])}
-    if pg_type in INTEGERS:
-        low, high, fmt = INTEGERS[pg_type]
-        return {"type": "integer", "format": fmt, "minimum": low, "maximum": high}
-    if pg_type in NUMBERS:
-        return {"type": "number"}
-    if pg_type == "boolean":
-        return {"type": "boolean"}
-    if pg_type in ("json", "jsonb"):
-        return dict(JSON_VALUE)
-    if pg_type in TIMESTAMPS:
-        return dict(TIMESTAMP)
-    if pg_type in FORMATS:
-        return {"type": "string", "format": FORMATS[pg_type]}
-    return {"type": "string", "pattern": NO_NUL}
-
-
-SCHEMA_KEYWORDS = frozenset({"items", "additionalProperties", "not", "propertyNames", "contains"})
-SCHEMA_LISTS = frozenset({"anyOf", "oneOf", "allOf", "prefixItems"})
-SCHEMA_MAPS = frozenset({"properties", "patternProperties", "$defs"})
-
-
-def _subschemas(keyword: str, value: Any) -> Any:
-    """A keyword's value, with _no_nul applied where it holds schemas."""
-    if keyword in SCHEMA_KEYWORDS and isinstance(value, dict):
-        return _no_nul(value)
-    if keyword in SCHEMA_LISTS and isinstance(value, list):
-        return [_no_nul(v) for v in value]
-    if keyword in SCHEMA_MAPS and isinstance(value, dict):
-        return {name: _no_nul(v) for name, v in value.items()}
-    return value
-
-
-def _no_nul(schema: Any) -> Any:
-    """A DBA's schema with PostgreSQL's limits added (recursively): no NUL in a plain
-    string, date-time offsets PostgreSQL takes, and any further keys of an object (or
-    an empty schema) a JsonValue."""
-    if not isinstance(schema, dict):
-        return schema
-    if not schema:
-        return dict(JSON_VALUE)
-    out = {k: _subschemas(k, v) for k, v in schema.items()}
-    kinds = out.get("type")
-    kinds = kinds if isinstance(kinds, list) else [kinds]
-    if "string" in kinds and "pattern" not in out:
-        if isinstance(out.get("x-max-terms"), int):
-            out["pattern"] = terms_pattern(out["x-max-terms"])
-        elif out.get("format") == "date-time":
-            out["pattern"] = PG_OFFSET
-        elif "format" not in out:
-            out["pattern"] = NO_NUL
-    if "object" in kinds:
-        out.setdefault("propertyNames", {"pattern": NO_NUL})
-        out.setdefault("additionalProperties", dict(JSON_VALUE))
-    return out
-
-
-def argument_schema(route: Route, arg: Argument) -> dict[str, Any]:
-    return _no_nul({**type_schema(arg.type), **route.schemas.get(arg.name, {})})
-
-
-def _parameter(route: Route, arg: Argument, where: str) -> dict[str, Any]:
-    required = where == "path" or arg.required
-    schema = argument_schema(route, arg)
-    if not required and not arg.is_array:
-        schema = {"anyOf": [schema, BLANK]}  # blank counts as absent
-    parameter: dict[str, Any] = {
-        "name": arg.name,
-        "in": where,
-        "required": required,
-        "schema": schema,
-    }
-    if arg.is_array:
-        parameter.update(style="form", explode=True)
-    return parameter
-
-
-def _body(route: Route) -> dict[str, Any] | None:
-    if route.method == "GET":
-        return None
-    body_arg = route.body_argument
-    if body_arg is not None:
-        schema = _no_nul(route.body_schema) if route.body_schema else {"type": "object"}
-        required = body_arg.required
-    else:
-        fields = [a for a in route.arguments if a.name not in route.path_params]
-        if not fields:
-            return None
-        schema = {
-            "type": "object",
-            "properties": {a.name: argument_schema(route, a) for a in fields},
-            "required": [a.name for a in fields if a.required],
-        }
-        required = bool(schema["required"])
-    return {"required": required, "content": {"application/json": {"schema": schema}}}
-
-
-def _parameters(route: Route) -> list[dict[str, Any]]:
-    path = [_parameter(route, route.argument(p), "path") for p in route.path_params]  # type: ignore[arg-type]
-    if route.method != "GET":
-        return path
-    query = [
-        _parameter(route, a, "query") for a in route.arguments if a.name not in route.path_params
-    ]
-    return path + query
-
-
-def _stream_parameters() -> list[dict[str, Any]]:
-    event_id = {"type": "string", "pattern": "^\\s*[0-9]{1,18}\\s*$"}
-    return [
-        {"name": "Last-Event-ID", "in": "header", "required": False, "schema": event_id},
-        {"name": "last_event_id", "in": "query", "required": False, "schema": event_id},
-    ]
-
-
-def _errors(route: Route, has_input: bool) -> dict[str, Any]:
-    codes = set(ALWAYS)
-    if has_input:
-        codes.add("400")
-    if route.path_params:
-        codes.add("404")
-    if route.method != "GET":
-        codes.update(("400", "409", "413", "415", "422"))
-    return {code: {"$ref": f"#/components/responses/{code}"} for code in sorted(codes)}
-
-
-def _success(route: Route) -> dict[str, Any]:
-    if route.is_stream:
-        media = {"text/event-stream": {"schema": {"type": "string"}}}
-        return {
-            "200": {"description": "Server-Sent Events, until the client leaves", "content": media}
-        }
-    ok = {"description": "The function's JSON", "content": {"application/json": {"schema": {}}}}
-    if route.method == "POST":
-        return {"200": ok, "201": {**ok, "description": "Created: the function's JSON"}}
-    return {"200": ok}
-
-
-def operation(route: Route, op_id: str, security: list[dict[str, list[str]]]) -> dict[str, Any]:
-    parameters = _stream_parameters() if route.is_stream else _parameters(route)
-    body = _body(route)
-    summary, _, _ = route.description.partition("\n")
-    op: dict[str, Any] = {
-        "operationId": op_id,
-        "summary": summary or f"{route.schema}.{route.function}",
-        "description": route.description,
-        "tags": ["stream"] if route.is_stream else [route.template.strip("/").split("/")[-1]],
-        "parameters": parameters,
-        "responses": {**_success(route), **_errors(route, bool(parameters or body))},
-        "security": security,
-        "x-sql-function": f"{route.schema}.{route.function}",
-    }
-    if body is not None:
-        op["requestBody"] = body
-    return op
 
 
 def security_schemes(settings: Settings, jwt: bool) -> dict[str, Any]:
@@ -287,26 +110,10 @@ def document(
         "servers": [{"url": "/"}],
         "paths": paths,
         "components": {
-            "schemas": {"Error": copy.deepcopy(ERROR_SCHEMA), "JsonValue": _json_value()},
+            "schemas": {"Error": copy.deepcopy(ERROR_SCHEMA), "JsonValue": json_value()},
             "responses": {code: _error_response(code, text) for code, text in ERRORS.items()},
             "securitySchemes": schemes,
         },
-    }
-
-
-def _json_value() -> dict[str, Any]:
-    return {
-        "description": "Any JSON value; no string or key may hold U+0000 (jsonb cannot)",
-        "anyOf": [
-            {"type": ["null", "boolean", "number"]},
-            {"type": "string", "pattern": NO_NUL},
-            {"type": "array", "items": JSON_VALUE},
-            {
-                "type": "object",
-                "propertyNames": {"pattern": NO_NUL},
-                "additionalProperties": JSON_VALUE,
-            },
-        ],
     }
 
 

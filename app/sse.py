@@ -10,10 +10,12 @@ from falcon.asgi import Request, Response
 from .calls import Context
 from .clients import of_request
 from .errors import ApiError, status_for_sqlstate
-from .routes import Route
+from .frames import Frame, hello
+from .route_table import Route
 from .state import AppState
 from .stream_limits import Lease, too_many_streams
-from .streams import Frame, Streams, hello
+from .streams import Streams
+from .subscriber import frames
 from .watch import WATCH_KEY, Watch
 
 EVENT_ID = re.compile(r"^[0-9]{1,18}$")
@@ -74,7 +76,7 @@ async def serve(
     watch = req.scope.get(WATCH_KEY)
     if isinstance(watch, Watch):
         watch.attach(hub, sub)
-    resp.sse = hub.frames(sub, replay, context, retry_ms)
+    resp.sse = frames(hub, sub, replay, context, retry_ms)
 
 
 def admit(state: AppState, req: Request, streams: Streams) -> Lease:

@@ -18,7 +18,7 @@ from falcon.asgi import Request, Response
 
 from . import __version__
 from .middleware import EXEMPT_PATHS
-from .routes import Route
+from .route_table import Route
 from .settings import TRACING_EXTRA, SettingsError
 
 T = TypeVar("T")

@@ -10,7 +10,8 @@ from typing import Any, TypeVar
 from falcon.asgi import Request
 
 from .errors import ApiError
-from .streams import Hub, Subscriber
+from .hub import Hub
+from .subscriber import Subscriber
 
 WATCH_KEY = "emberlog.watch"
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from app import calls
+from app import prepared
 from tests.conftest import app_client
 from tests.incidents import payload
 
@@ -256,11 +256,11 @@ async def test_statements_deallocated_behind_the_apps_back_are_prepared_again(se
 async def test_a_connection_past_its_statement_limit_starts_again(settings, db, monkeypatch):
     """Past PREPARED_LIMIT statements a connection deallocates them all and prepares
     afresh what the request needs: every call still answers."""
-    monkeypatch.setattr(calls, "PREPARED_LIMIT", 3)
+    monkeypatch.setattr(prepared, "PREPARED_LIMIT", 3)
     one = dataclasses.replace(settings, pool_min_size=1, pool_max_size=1)
     async with app_client(one) as client:
         for query in ("", "page=1", "page_size=5", "q=fire", "channel=x", ""):
             listed = await client.simulate_get("/api/v1/incidents", query_string=query)
             assert listed.status_code == 200, (query, listed.text)
         async with client.app.state.require_pool().connection() as conn:
-            assert len(calls.PREPARED[conn]) <= 3
+            assert len(prepared.PREPARED[conn]) <= 3

@@ -10,7 +10,9 @@ import json
 import psycopg
 import pytest
 
-from app import calls, errors
+from app import errors
+from app.prepared import PREPARED
+from app.statements import Statement
 from tests.conftest import app_client
 from tests.http.test_stream import STREAM
 from tests.incidents import payload
@@ -60,7 +62,7 @@ async def test_answers_match_the_prepared_ones_and_nothing_is_prepared(settings,
             cur = await conn.execute("select count(*) from pg_catalog.pg_prepared_statements")
             assert (await cur.fetchone())[0] == 0
             assert conn.prepare_threshold is None  # psycopg prepares nothing either
-            assert conn not in calls.PREPARED
+            assert conn not in PREPARED
     assert db.execute("select count(*) from data.incidents").fetchone()[0] == 3
 
 
@@ -88,7 +90,7 @@ def test_inline_keeps_quoted_text_and_casts_each_value(db):
         'create function pg_temp."odd$1%name"(a jsonb, b integer) returns text'
         " language sql as $$ select a::text || ' ' || b $$"
     )
-    statement = calls.Statement.of(
+    statement = Statement.of(
         "odd", "select pg_temp.\"odd$1%name\"($1, $2) || ' $1%'", {"a": "jsonb", "b": "integer"}
     )
     assert statement.inline.count("%(a)s") == 1 and "' $1%%'" in statement.inline

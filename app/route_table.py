@@ -1,0 +1,114 @@
+"""What a route is (Argument, Route) and the table a request is matched against
+(RouteTable, Match). Reading the routes declared in SQL into one is app/routes.py.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+PARAM = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+JSON_TYPES = frozenset({"json", "jsonb"})
+
+
+@dataclass(frozen=True)
+class Argument:
+    """One named argument of a route's function."""
+
+    name: str
+    type: str
+    required: bool
+
+    @property
+    def is_array(self) -> bool:
+        return self.type.endswith("[]")
+
+    @property
+    def is_json(self) -> bool:
+        return self.type in JSON_TYPES
+
+
+@dataclass(frozen=True)
+class Route:
+    """One METHOD + path template bound to one SQL function."""
+
+    method: str
+    template: str
+    schema: str
+    function: str
+    arguments: tuple[Argument, ...]
+    volatility: str
+    returns_set: bool
+    description: str
+    pattern: re.Pattern[str]
+    channel: str | None = None  # set for a stream (@sse): the NOTIFY channel of its events
+    # Documentation only (@param lines, @body): not part of a route's identity or hash.
+    schemas: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, compare=False)
+    body_schema: Mapping[str, Any] | None = field(default=None, compare=False)
+
+    @property
+    def is_stream(self) -> bool:
+        return self.channel is not None
+
+    @cached_property
+    def path_params(self) -> tuple[str, ...]:
+        return tuple(PARAM.findall(self.template))
+
+    @property
+    def read_only(self) -> bool:
+        """GET and non-volatile functions run in a READ ONLY transaction."""
+        return self.method == "GET" or self.volatility != "v"
+
+    @cached_property
+    def body_argument(self) -> Argument | None:
+        """The one json/jsonb argument that receives the whole body, if there is one."""
+        candidates = [a for a in self.arguments if a.is_json and a.name not in self.path_params]
+        return candidates[0] if len(candidates) == 1 and self.method != "GET" else None
+
+    def argument(self, name: str) -> Argument | None:
+        return next((a for a in self.arguments if a.name == name), None)
+
+
+def compile_template(template: str) -> re.Pattern[str]:
+    """``/a/{id}`` -> a regex with one named group per path parameter."""
+    parts = PARAM.split(template.rstrip("/") or "/")
+    regex = "".join(
+        f"(?P<{part}>[^/]+)" if i % 2 else re.escape(part) for i, part in enumerate(parts)
+    )
+    return re.compile(f"^{regex}$")
+
+
+@dataclass(frozen=True)
+class Match:
+    """The route a request resolved to, with its path parameters."""
+
+    route: Route
+    path_params: dict[str, str]
+
+
+class RouteTable:
+    """Every declared route; matched against (method, path) per request."""
+
+    def __init__(self, routes: Iterable[Route]) -> None:
+        self.routes = tuple(routes)
+
+    def __len__(self) -> int:
+        return len(self.routes)
+
+    def match(self, method: str, path: str) -> Match | None:
+        """The route for method + path; None if no route has this path or method."""
+        path = path.rstrip("/") or "/"
+        method = "GET" if method == "HEAD" else method
+        for route in self.routes:
+            found = route.pattern.match(path)
+            if found and route.method == method:
+                return Match(route, found.groupdict())
+        return None
+
+    def methods_for(self, path: str) -> list[str]:
+        """Methods some route accepts at this path (for 405 and OPTIONS)."""
+        path = path.rstrip("/") or "/"
+        return sorted({r.method for r in self.routes if r.pattern.match(path)})

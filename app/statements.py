@@ -1,0 +1,163 @@
+"""The text a request sends PostgreSQL: the statement that sets its role and settings
+(SET_CONTEXT), a route's call, a stream's read, and the script that puts two of them
+in one simple-query message (one implicit transaction: see app/calls.py).
+
+Each statement comes in two forms. Prepared once per connection (app/prepared.py)
+and run by EXECUTE, its values quoted as literals by psycopg's client-side binding
+(AsyncClientCursor): preparing took PostgreSQL's CPU per get_by_id from 0.36 to
+0.28 ms (issue 5; README, "Performance"). Or inline: behind a pooler in transaction
+mode (PgBouncer), a connection's prepared statements are not the next transaction's,
+and PREPARED_STATEMENTS=false sends each statement whole instead, in the same one
+message, its values cast to the declared types.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+
+from psycopg import sql
+
+from .route_table import Route
+
+SET_CONTEXT = (
+    "select pg_catalog.set_config('role', $1, true),"
+    " pg_catalog.set_config('request.jwt.claims', $2, true),"
+    " pg_catalog.set_config('request.headers', $3, true),"
+    " pg_catalog.set_config('request.method', $4, true),"
+    " pg_catalog.set_config('request.path', $5, true),"
+    " pg_catalog.set_config('request.base_url', $6, true),"
+    " pg_catalog.set_config('statement_timeout', coalesce($7,"
+    " pg_catalog.current_setting('statement_timeout')), true)"
+)
+# Reads cannot write, whatever the function tries (as BEGIN READ ONLY would).
+READ_ONLY = ", pg_catalog.set_config('transaction_read_only', 'on', true)"
+# After the function in the same target list: what it set, evaluated after it ran.
+RESPONSE_SETTINGS = (
+    ", pg_catalog.current_setting('response.status', true),"
+    " pg_catalog.current_setting('response.headers', true)"
+)
+# SET_CONTEXT's values, in order (underscored: a route's statement names its own).
+CONTEXT_PARAMS = {
+    name: "text"
+    for name in (
+        "_role",
+        "_claims",
+        "_headers",
+        "_method",
+        "_path",
+        "_base_url",
+        "_statement_timeout",
+    )
+}
+# Quoted names and strings (kept whole), parameters outside them ($1, not a$1), and %.
+PARAMETER = re.compile(r'"(?:[^"]|"")*"|\'(?:[^\']|\'\')*\'|(?<![\w$])\$(\d+)(?!\d)|%')
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One statement with numbered parameters, in the two ways it may be sent.
+
+    Prepared by name on each pooled connection (PREPARE, once), then run with EXECUTE
+    inside the request's message: parsed and planned once per connection instead of
+    once per request. Or, where connections are not the app's own (PREPARED_STATEMENTS
+    =false), sent inline: each $n replaced by its value as a literal of the declared
+    type. Both carry psycopg's named placeholders for the values."""
+
+    name: str
+    definition: str  # PREPARE name (types) AS statement
+    execute: str  # EXECUTE name(%(a)s, ...)
+    inline: str  # the statement, $n written as (%(a)s)::type
+
+    @classmethod
+    def of(cls, label: str, statement: str, params: Mapping[str, str]) -> Statement:
+        """params: placeholder name -> type, in $n order. Named after what it runs
+        (pg_stat_activity shows "execute emberlog_<label>_...", so a DBA still sees
+        which function a session is in), and a digest of it."""
+        types = ", ".join(params.values())
+        digest = hashlib.blake2b(f"{types}|{statement}".encode(), digest_size=8).hexdigest()
+        name = f"emberlog_{re.sub(r'[^a-z0-9_]', '', label.lower())[:36]}_{digest}"
+        values = [f"%({p})s" for p in params]
+        casts = [f"({v})::{t}" for v, t in zip(values, params.values(), strict=True)]
+        return cls(
+            name,
+            f"prepare {name} ({types}) as {statement}",
+            f"execute {name}({', '.join(values)})",
+            inline(statement, casts),
+        )
+
+
+def inline(statement: str, values: list[str]) -> str:
+    """The statement with $n replaced by values[n - 1] and every other % doubled (for
+    psycopg's client-side binding); text in quotes is left as it is."""
+
+    def value(match: re.Match[str]) -> str:
+        number = match.group(1)
+        return values[int(number) - 1] if number else match.group(0).replace("%", "%%")
+
+    return PARAMETER.sub(value, statement)
+
+
+CONTEXT = {
+    read_only: Statement.of(
+        "context", SET_CONTEXT + (READ_ONLY if read_only else ""), CONTEXT_PARAMS
+    )
+    for read_only in (True, False)
+}
+
+
+@lru_cache(maxsize=1024)
+def call_statement(route: Route, names: tuple[str, ...], body_arg: str | None) -> Statement:
+    """``select to_json(schema.fn(a => _.a, ...))::text from jsonb_to_record(...) as _(a type)``.
+
+    Only the arguments the request gave are named, so PostgreSQL applies the defaults,
+    and it casts every value to the argument's declared type.
+    """
+    named = [sql.SQL("{0} => _.{0}").format(sql.Identifier(n)) for n in names]
+    if body_arg:
+        named.append(sql.SQL("{} => $2").format(sql.Identifier(body_arg)))
+    invocation = sql.SQL("{}({})").format(
+        sql.Identifier(route.schema, route.function), sql.SQL(", ").join(named)
+    )
+    source = sql.SQL("")
+    if names:
+        columns = sql.SQL(", ").join(
+            sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(route.argument(n).type))
+            for n in names
+        )
+        source = sql.SQL(" from pg_catalog.jsonb_to_record($1) as _({})").format(columns)
+    if route.returns_set:
+        join = sql.SQL(", lateral ") if names else sql.SQL(" from ")
+        statement = sql.SQL(
+            "select coalesce(pg_catalog.json_agg(_r), '[]')::text{}{}{}{} as _r"
+        ).format(sql.SQL(RESPONSE_SETTINGS), source, join, invocation)
+    else:
+        statement = sql.SQL("select pg_catalog.to_json({})::text{}{}").format(
+            invocation, sql.SQL(RESPONSE_SETTINGS), source
+        )
+    # Rendered once: names quoted the standard way. $1: the values, $2: the body.
+    return Statement.of(
+        route.function, statement.as_string(None), {"values": "jsonb", "body": "jsonb"}
+    )
+
+
+@lru_cache(maxsize=64)
+def stream_statement(route: Route) -> Statement:
+    """``select id, event, data::text from schema.fn(after_id, max_events)``."""
+    statement = sql.SQL("select id, event, data::text from {}($1, $2)").format(
+        sql.Identifier(route.schema, route.function)
+    )
+    return Statement.of(
+        route.function, statement.as_string(None), {"after_id": "bigint", "limit": "integer"}
+    )
+
+
+@lru_cache(maxsize=2048)
+def script(statement: Statement, read_only: bool, prepared: bool = True) -> str:
+    """The whole transaction around one statement, as one simple-query message."""
+    if prepared:
+        return f"{CONTEXT[read_only].execute};\n{statement.execute}"
+    return f"{CONTEXT[read_only].inline};\n{statement.inline}"

@@ -1,0 +1,75 @@
+"""Reading a stream function through the pool: the hubs' fetch of new events, a
+resuming client's replay (both become a hub's Fetch, via AppState.fetch_events), and
+the periodic read of each stream's head for the lag gauges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from .calls import Context, read_rows
+from .hub import Row
+from .route_table import Route
+from .statements import stream_statement
+
+if TYPE_CHECKING:
+    from .state import AppState
+
+log = logging.getLogger("app.state")  # the name these lines have always logged under
+
+
+def stream_context(state: AppState, route: Route) -> Context:
+    """How the process-wide hub reads a stream: as the anonymous role."""
+    anonymous = state.auth.anonymous
+    return Context(
+        role=anonymous.role,
+        claims=anonymous.claims,
+        headers={},
+        method="GET",
+        path=route.template,
+        base_url=state.settings.public_url or "",
+        statement_timeout=state.auth.timeouts.get(anonymous.role),
+    )
+
+
+async def fetch_events(
+    state: AppState, route: Route, after: int | None, limit: int, context: Context | None
+) -> list[Row]:
+    """Rows of a stream function after an id: the hub's (context None), in a
+    transaction that may write, so the function may publish what writers queued
+    (internal.publish_events); or a resuming client's, read-only, as it."""
+    return await read_rows(  # type: ignore[return-value]
+        state.require_pool(),
+        stream_statement(route),
+        {"after_id": after, "limit": limit},
+        context or stream_context(state, route),
+        read_only=context is not None,
+        prepared=state.settings.prepared_statements,
+    )
+
+
+async def refresh_stream_metrics(state: AppState, every: float) -> None:
+    """Every few seconds, the streams' lag gauges (see stream_metrics_once)."""
+    while True:
+        await asyncio.sleep(every)
+        await stream_metrics_once(state)
+
+
+async def stream_metrics_once(state: AppState) -> None:
+    """Each stream's head in the log against what this process has fetched
+    (emberlog_stream_lag_events). Read-only: it publishes nothing."""
+    metrics = state.metrics
+    for hub in list(state.streams.hubs.values()) if state.streams is not None else []:
+        name = hub.route.template
+        try:
+            context = stream_context(state, hub.route)
+            rows = await fetch_events(state, hub.route, None, 1, context)
+        except Exception as exc:  # the database is away: health reports that
+            log.debug("stream %s: reading the head failed (%s)", name, exc)
+            continue
+        head = rows[0][0] if rows else 0
+        metrics.stream_head.labels(name).set(head)
+        metrics.stream_position.labels(name).set(hub.cursor)
+        metrics.stream_lag.labels(name).set(max(head - hub.cursor, 0))
