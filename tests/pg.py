@@ -22,6 +22,7 @@ __all__ = [
     "EmbeddedPostgres",
     "as_authenticator",
     "as_role",
+    "behaviour",
     "connect_as",
     "create_database",
     "denied",
@@ -126,6 +127,48 @@ def event_ids(conn: psycopg.Connection, after: int = 0) -> list[int]:
     conn.execute("select internal.publish_events()")
     rows = conn.execute("select id from data.events where id > %s order by id", (after,))
     return [r[0] for r in rows.fetchall()]
+
+
+# What sql/ defines, as the catalog holds it (no oids): functions and procedures of our
+# schemas, views, triggers on our tables, with definitions, grants and comments.
+BEHAVIOUR = {
+    "function": """
+        select p.oid::regprocedure::text, pg_catalog.pg_get_functiondef(p.oid),
+            p.proparallel::text,
+            array(select a::text from unnest(p.proacl) as a order by 1)::text,
+            pg_catalog.obj_description(p.oid, 'pg_proc')
+        from pg_catalog.pg_proc as p
+        where p.pronamespace::regnamespace::text in ('api', 'internal', 'auth', 'data')
+    """,
+    "view": """
+        select c.oid::regclass::text, pg_catalog.pg_get_viewdef(c.oid),
+            array(select a::text from unnest(c.relacl) as a order by 1)::text,
+            pg_catalog.obj_description(c.oid, 'pg_class')
+        from pg_catalog.pg_class as c
+        where c.relkind in ('v', 'm')
+            and c.relnamespace::regnamespace::text in ('api', 'internal', 'auth', 'data')
+    """,
+    "trigger": """
+        select t.tgrelid::regclass::text || '.' || t.tgname, pg_catalog.pg_get_triggerdef(t.oid),
+            t.tgenabled::text, pg_catalog.obj_description(t.oid, 'pg_trigger')
+        from pg_catalog.pg_trigger as t
+        where not t.tgisinternal
+    """,
+    "comment": """
+        select c.oid::regclass::text, pg_catalog.obj_description(c.oid, 'pg_class')
+        from pg_catalog.pg_class as c
+        where c.relkind in ('r', 'p') and c.relnamespace::regnamespace::text in ('data', 'auth')
+    """,
+}
+
+
+def behaviour(conn: psycopg.Connection) -> dict[str, dict[str, tuple]]:
+    """The database's behaviour by kind and name (see BEHAVIOUR): two databases that
+    compare equal run the same functions and triggers."""
+    return {
+        kind: {row[0]: tuple(row[1:]) for row in conn.execute(query).fetchall()}
+        for kind, query in BEHAVIOUR.items()
+    }
 
 
 def empty_tables(conn: psycopg.Connection) -> None:

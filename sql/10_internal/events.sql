@@ -1,6 +1,65 @@
--- Reading and pruning the event log (data.events). Stream functions in api build on
--- internal.read_events (after internal.publish_events has numbered what writers
--- queued); a DBA calls or schedules internal.prune_events.
+-- The event log behind the live streams (DESIGN §5): publishing, reading and pruning.
+-- Writers only queue events (data.event_queue, filled by each table's statement trigger
+-- internal.tg_<table>__queue_event, see sql/20_triggers/), ringing the doorbell on
+-- internal.events_channel(). Stream functions in api call internal.publish_events,
+-- which numbers what is queued, then build on internal.read_events; a DBA calls or
+-- schedules internal.prune_events.
+
+create or replace function internal.publisher_lock_key()
+returns bigint
+language sql
+immutable
+parallel safe
+return 1702260340;  -- 0x65766e74, "evnt"
+
+comment on function internal.publisher_lock_key() is
+'The advisory lock (pg_advisory_xact_lock) one publisher of events holds to the end of its commit. In pg_locks: locktype advisory, classid 0, objid this number, objsubid 1.';
+
+create or replace function internal.events_channel()
+returns text
+language sql
+immutable
+parallel safe
+return 'emberlog_events';
+
+comment on function internal.events_channel() is
+'The NOTIFY channel of the event doorbell (the payload is the stream name). The @sse tags of the stream functions name this channel (their comments are built from it).';
+
+comment on table data.event_queue is
+'Events written but not yet published into data.events (which numbers them). Filled by the tables'' statement triggers (internal.tg_incidents__queue_event), emptied by internal.publish_events.';
+
+create or replace function internal.publish_events()
+returns bigint
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    published bigint;
+begin
+    if current_setting('transaction_read_only')::boolean then
+        return 0;  -- a read-only reader (a client catching up, a standby) reads as is
+    end if;
+    if not exists (select from data.event_queue) then
+        return 0;  -- the common case: nothing to do, no lock, no write
+    end if;
+    -- One publisher at a time, and the lock is held to the end of its commit: ids
+    -- handed out later become visible later. Every statement below takes a fresh
+    -- snapshot, so after waiting we see what the previous publisher left.
+    perform pg_catalog.pg_advisory_xact_lock(internal.publisher_lock_key());
+    with moved as (
+        delete from data.event_queue as q
+        returning q.id, q.stream, q.ref_id, q.queued_at
+    )
+    insert into data.events (stream, ref_id, created_at)
+    select m.stream, m.ref_id, m.queued_at from moved as m order by m.id;
+    get diagnostics published = row_count;
+    return published;
+end
+$$;
+
+comment on function internal.publish_events() is
+'Move every committed event of data.event_queue into data.events, numbering them (one publisher at a time, under the advisory lock internal.publisher_lock_key() held through its commit, so ids become visible in order). Returns how many; 0 in a read-only transaction. Stream functions call it before reading (a statement of its own, so the read that follows sees what it published). The lock is held to the end of the caller''s transaction: do not leave such a transaction open.';
 
 create or replace function internal.read_events(stream text, after_id bigint, max_events integer)
 returns table (id bigint, ref_id bigint, event text, data json)

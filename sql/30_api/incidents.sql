@@ -31,7 +31,8 @@ comment on view api.recent_incidents is 'Incidents dispatched in the last 30 min
 create function api.iso8601(ts timestamptz)
 returns text
 language sql
-immutable
+-- stable, not immutable: to_char is stable (its output may follow lc_time settings).
+stable
 parallel safe
 return to_char(ts at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
 
@@ -298,7 +299,10 @@ begin
         status := '200';
     end if;
 
-    url := internal.absolute_url('/api/v1/incidents/' || new_id);
+    -- Where GET serves the incident: the path its @http tag declares, written once.
+    url := internal.absolute_url(replace(
+        internal.route_path('api.get_incident(bigint)'), '{id}', new_id::text
+    ));
     perform set_config('response.status', status, true);
     perform set_config('response.headers', json_build_object('Location', url)::text, true);
     return jsonb_build_object(
@@ -347,5 +351,17 @@ begin
 end
 $$;
 
-comment on function api.incident_events(bigint, integer) is
-E'@sse /api/v1/sse/incidents channel=emberlog_events\nLive incidents: one "incident" event per new incident, data as GET /api/v1/incidents/{id}. A stream function returns (id, event, data) after after_id in id order; a row with a null event only moves the position (after_id null: the newest id).';
+-- The channel in the @sse tag is the one the triggers ring (internal.events_channel()):
+-- the comment is built from it, so the two cannot drift apart.
+do $comment$
+begin
+    execute pg_catalog.format(
+        'comment on function api.incident_events(bigint, integer) is %L',
+        '@sse /api/v1/sse/incidents channel=' || internal.events_channel() || E'\n'
+        || 'Live incidents: one "incident" event per new incident, data as'
+        || ' api.get_incident returns it. A stream function returns (id, event, data) after'
+        || ' after_id in id order; a row with a null event only moves the position'
+        || ' (after_id null: the newest id).'
+    );
+end
+$comment$;

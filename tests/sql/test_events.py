@@ -64,7 +64,7 @@ def test_a_writer_commits_while_a_publisher_holds_the_lock(database_url, db):
     """Writers only queue: no commit of an incident waits for another transaction."""
     with psycopg.connect(database_url) as publisher:
         publisher.execute("select internal.publish_events()")
-        publisher.execute("select pg_advisory_xact_lock(1702260340)")  # held, open
+        publisher.execute("select pg_advisory_xact_lock(internal.publisher_lock_key())")  # held
         with psycopg.connect(database_url, autocommit=True) as writer:
             writer.execute("set lock_timeout = '2s'")
             created = create(writer)

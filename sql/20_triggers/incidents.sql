@@ -1,0 +1,109 @@
+-- The triggers on data.incidents and their functions (internal.tg_incidents__<task>).
+-- Edit here and run `make migrate`: the deploy replaces functions and triggers in one
+-- transaction (create or replace: a trigger is never missing, not even for a moment,
+-- so every incident written during a deploy is counted and queued).
+--
+-- Order: triggers of the same timing, level and event fire in name order (PostgreSQL's
+-- rule), so _100_* (bookkeeping) run before _500_* (derived work) and _900_*
+-- (announcing: the last word); at the end of a statement its AFTER ... FOR EACH ROW
+-- triggers fire before its AFTER ... FOR EACH STATEMENT ones. Ours are all AFTER ... FOR
+-- EACH STATEMENT, with a transition table where they need the rows: one call per
+-- statement whatever its row count, inside the writing transaction (a rolled back
+-- insert leaves neither a count nor an event). A trigger with a transition table may
+-- have one event only (PostgreSQL's rule): hence three counting triggers, one function.
+--
+-- A trigger function is internal.tg_<table>__<task>, volatile, security definer (it
+-- fires as whatever role writes) with its search_path pinned. To rename one: point
+-- the triggers at the new name, then drop the old name below them, as here.
+
+create or replace function internal.tg_incidents__count()
+returns trigger
+language plpgsql
+volatile
+-- Fires as whatever role writes: definer rights reach data.incident_counts.
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    delta bigint;
+begin
+    if tg_op = 'TRUNCATE' then
+        update data.incident_counts set incidents = 0 where incidents <> 0;
+        return null;
+    elsif tg_op = 'INSERT' then
+        select count(*) into delta from new_rows;
+    else
+        select -count(*) into delta from old_rows;
+    end if;
+    if delta <> 0 then
+        -- This backend's shard: concurrent writers do not queue on one counter row.
+        update data.incident_counts
+        set incidents = incidents + delta
+        where shard = pg_catalog.pg_backend_pid() % 16;
+    end if;
+    return null;
+end
+$$;
+
+comment on function internal.tg_incidents__count() is
+'Statement trigger on data.incidents: add the rows a statement inserted (new_rows) or subtract those it deleted (old_rows) on this backend''s shard of data.incident_counts; a truncate zeroes every shard. internal.recount_incidents() rebuilds the count.';
+
+create or replace function internal.tg_incidents__queue_event()
+returns trigger
+language plpgsql
+volatile
+-- Fires as whatever role writes: definer rights reach data.event_queue.
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    stream_name constant text := 'incidents';  -- the stream api.incident_events reads
+begin
+    insert into data.event_queue (stream, ref_id)
+    select stream_name, n.id from new_rows as n order by n.id;
+    if found then
+        -- Delivered at commit; carries only the stream: listeners fetch what is new.
+        perform pg_catalog.pg_notify(internal.events_channel(), stream_name);
+    end if;
+    return null;
+end
+$$;
+
+comment on function internal.tg_incidents__queue_event() is
+'Statement trigger on data.incidents: queue one event of the incidents stream per inserted row (ref_id = its id) and NOTIFY internal.events_channel() with the stream name. No lock: internal.publish_events numbers the events.';
+
+create or replace trigger _100_count_inserts
+after insert on data.incidents
+referencing new table as new_rows
+for each statement execute function internal.tg_incidents__count();
+
+comment on trigger _100_count_inserts on data.incidents is
+'Keeps data.incident_counts: rows inserted.';
+
+create or replace trigger _100_count_deletes
+after delete on data.incidents
+referencing old table as old_rows
+for each statement execute function internal.tg_incidents__count();
+
+comment on trigger _100_count_deletes on data.incidents is
+'Keeps data.incident_counts: rows deleted.';
+
+create or replace trigger _100_count_truncates
+after truncate on data.incidents
+for each statement execute function internal.tg_incidents__count();
+
+comment on trigger _100_count_truncates on data.incidents is
+'Keeps data.incident_counts: truncate.';
+
+create or replace trigger _900_queue_event
+after insert on data.incidents
+referencing new table as new_rows
+for each statement execute function internal.tg_incidents__queue_event();
+
+comment on trigger _900_queue_event on data.incidents is
+'Every new incident, whoever writes it, becomes a queued event of the incidents stream (published, numbered, by internal.publish_events).';
+
+-- Obsolete names (migrations 0006 and 0007 created them), dropped only now that no
+-- trigger uses them.
+drop function if exists internal.tg_count_incidents();
+drop function if exists internal.tg_queue_event();
