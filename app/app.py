@@ -11,17 +11,18 @@ from typing import Any
 import falcon
 import falcon.asgi
 
-from . import docs, errors, logs
-from .documents import Metrics, OpenApi
-from .gateway import Gateway
-from .health import Health, Liveness, Readiness
-from .hub import DROPPED
+from .http import docs, errors
+from .http.documents import Metrics, OpenApi
+from .http.gateway import Gateway
+from .http.middleware import Limits, RequestLog, SecurityHeaders
+from .http.watch import WATCH_KEY, Watch
 from .lifespan import Lifespan, Scope
-from .middleware import Limits, RequestLog, SecurityHeaders
+from .observability import logs
+from .observability.health import Health, Liveness, Readiness
+from .observability.tracing import Tracing
 from .settings import Settings, from_env
 from .state import AppState
-from .tracing import Tracing
-from .watch import WATCH_KEY, Watch
+from .streams.hub import DROPPED
 
 EXPOSED_HEADERS = ("Location", "X-Request-ID", "Retry-After")
 

@@ -12,8 +12,11 @@ from dataclasses import dataclass
 
 import psycopg
 
-from . import __version__, db, deploy, logs, routes, settings_docs
-from .embedded import EmbeddedPostgres
+from . import __version__, settings_docs
+from .database import connections as db
+from .database import deploy, routes
+from .database.embedded import EmbeddedPostgres
+from .observability import logs
 from .settings import Settings, SettingsError, declared, from_env
 
 log = logging.getLogger("emberlog.cli")

@@ -18,11 +18,11 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import start_http_server
 
-from .db import create_pool
-from .health import close_probes, probes
-from .listener import Listener
+from .database.connections import create_pool
+from .observability.health import close_probes, probes
 from .state import AppState
-from .streams import Streams
+from .streams.hubs import Streams
+from .streams.listener import Listener
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 STREAM_METRICS_EVERY = 5.0  # seconds between reads of each stream's head (lag gauge)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .clients import parse_networks
+from .http.clients import parse_networks
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import parse
-from .clients import Network
+from .http.clients import Network
 from .parse import Parser
 
 

@@ -16,21 +16,21 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from . import stream_reads
-from .auth import Authenticator
-from .calls import Context
-from .errors import ApiError
-from .grants import Grants
-from .guards import InFlight, RouteSlots
-from .hub import Row
-from .limits import RateLimits
-from .listener import Listener
-from .metrics import Metrics, pool_gauges
-from .reload import Reloader
-from .route_table import Route, RouteTable
+from .auth.authenticator import Authenticator
+from .database.grants import Grants
+from .database.reload import Reloader
+from .database.route_table import Route, RouteTable
+from .http.calls import Context
+from .http.errors import ApiError
+from .http.guards import InFlight, RouteSlots
+from .http.limits import RateLimits
+from .observability.metrics import Metrics, pool_gauges
+from .observability.tracing import Tracing
 from .settings import Settings
-from .streams import Streams
-from .tracing import Tracing
+from .streams import reads as stream_reads
+from .streams.hub import Row
+from .streams.hubs import Streams
+from .streams.listener import Listener
 
 
 @dataclass

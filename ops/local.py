@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from app import deploy  # noqa: E402
-from app.db import login_as  # noqa: E402
-from app.embedded import EmbeddedPostgres  # noqa: E402
+from app.database import deploy  # noqa: E402
+from app.database.connections import login_as  # noqa: E402
+from app.database.embedded import EmbeddedPostgres  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from app import deploy
-from app.db import login_as
-from app.embedded import EmbeddedPostgres
+from app.database import deploy
+from app.database.connections import login_as
+from app.database.embedded import EmbeddedPostgres
 
 AUTHENTICATOR = "emberlog_authenticator"
 

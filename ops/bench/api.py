@@ -41,7 +41,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from app.embedded import EmbeddedPostgres  # noqa: E402
+from app.database.embedded import EmbeddedPostgres  # noqa: E402
 from ops.local import LocalServer, free_port, local_server, wait_ready  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -461,7 +461,9 @@ def main() -> int:
         help="a subset to measure (docs/performance.md is then left alone)",
     )
     p.add_argument("--profile", type=Path, help="py-spy each scenario's first worker into DIR")
-    p.add_argument("--no-readme", action="store_true", help="print only; leave docs/performance.md as is")
+    p.add_argument(
+        "--no-readme", action="store_true", help="print only; leave docs/performance.md as is"
+    )
     args = p.parse_args()
     args.wrk = require_wrk()
     table = run(args)

@@ -89,7 +89,7 @@ def test_cli_lists_routes_and_rejects_a_bad_time_zone(fault_database):
 def test_a_deploy_reloads_running_servers(serve, fault_database, tmp_path):
     import shutil
 
-    from app import deploy
+    from app.database import deploy
 
     app = serve()
     sql_dir = tmp_path / "sql"

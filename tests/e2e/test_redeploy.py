@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import httpx
 import psycopg
 
-from app import deploy
+from app.database import deploy
 from tests import pg
 from tests.e2e.conftest import ServerProcess, wait_until
 from tests.incidents import payload

@@ -8,7 +8,7 @@ import dataclasses
 
 import pytest
 
-from app.clients import parse_networks
+from app.http.clients import parse_networks
 from app.settings import SettingsError, from_env
 from tests.conftest import app_client
 from tests.incidents import payload

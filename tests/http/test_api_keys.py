@@ -88,7 +88,7 @@ async def test_a_key_whose_role_was_changed_by_hand_is_refused(client, keys, cap
     listed = await client.simulate_get("/api/v1/incidents", headers={"X-API-Key": key})
     assert listed.status_code == 200 and listed.json["total"] == 1
     keys.execute("update auth.api_keys set role = %s where name = 'changed-by-hand'", (role,))
-    caplog.set_level(logging.WARNING, logger="app.auth")
+    caplog.set_level(logging.WARNING, logger="app.auth.authenticator")
     for method in ("GET", "POST"):
         result = await client.simulate_request(
             method, "/api/v1/incidents", json=payload(), headers={"X-API-Key": key}

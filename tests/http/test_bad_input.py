@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from app import prepared
+from app.http import prepared
 from tests.conftest import app_client
 from tests.incidents import payload
 

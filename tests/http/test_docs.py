@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from app import docs
-from app.middleware import SECURITY_HEADERS
+from app.http import docs
+from app.http.middleware import SECURITY_HEADERS
 from tests.conftest import app_client
 
 PACKAGE = metadata.distribution(docs.PACKAGE)

@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from app.clients import parse_networks
-from app.health import database_checks
+from app.http.clients import parse_networks
+from app.observability.health import database_checks
 from app.state import AppState
 from tests import pg
 from tests.conftest import app_client, only_connection_held
@@ -263,7 +263,7 @@ async def test_a_flood_of_reload_notifies_is_one_or_two_reloads_and_no_drain(cli
 
 
 async def test_a_deploy_still_reloads_and_drains(client, database_url):
-    from app import deploy
+    from app.database import deploy
 
     state = client.app_state
     before, fingerprint, made = state.reloads, state.fingerprint, connections_made(client)

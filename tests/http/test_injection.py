@@ -31,7 +31,7 @@ import jwt
 import psycopg
 import pytest
 
-from app.errors import CODE
+from app.http.errors import CODE
 from tests import pg
 from tests.conftest import app_client
 from tests.incidents import payload

@@ -10,8 +10,8 @@ import time
 import jwt
 import pytest
 
-from app.clients import parse_networks
-from app.limits import TokenBuckets, retry_after
+from app.http.clients import parse_networks
+from app.http.limits import TokenBuckets, retry_after
 from app.settings import SettingsError, from_env
 from tests import pg
 from tests.conftest import app_client

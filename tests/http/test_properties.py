@@ -35,7 +35,7 @@ from hypothesis import HealthCheck, event, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from app.errors import CODE, ApiError, default_code, from_database, status_for_sqlstate
+from app.http.errors import CODE, ApiError, default_code, from_database, status_for_sqlstate
 from tests.conftest import app_client
 from tests.incidents import INCIDENT_FIELDS, payload
 from tests.properties import through_the_app

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from app.frames import encode
+from app.streams.frames import encode
 from tests import pg
 from tests.conftest import app_client
 from tests.incidents import payload

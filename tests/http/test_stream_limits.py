@@ -9,8 +9,8 @@ import contextlib
 import dataclasses
 import json
 
-from app.clients import parse_address, parse_networks
-from app.stream_limits import OpenStreams
+from app.http.clients import parse_address, parse_networks
+from app.streams.limits import OpenStreams
 from tests import pg
 from tests.conftest import app_client
 from tests.incidents import payload

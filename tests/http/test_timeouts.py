@@ -37,7 +37,7 @@ async def test_a_query_past_its_role_timeout_is_a_504(client, db, slow_route, ca
         slow = await client.simulate_get("/api/v1/slow", params={"seconds": "2"})
         assert slow.status_code == 504
         assert slow.json["error"]["code"] == "statement_timeout"
-        logged = [r.getMessage() for r in caplog.records if r.name == "app.errors"]
+        logged = [r.getMessage() for r in caplog.records if r.name == "app.http.errors"]
         assert any(m.startswith("statement timeout") for m in logged)  # not an outage
         assert not any("unavailable" in m for m in logged)
         quick = await client.simulate_get("/api/v1/slow", params={"seconds": "0"})

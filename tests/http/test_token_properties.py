@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import event, example, given
 from hypothesis import strategies as st
 
-from app.tokens import MAX_HEADER_CHARS
+from app.auth.tokens import MAX_HEADER_CHARS
 from tests.conftest import app_client
 from tests.properties import through_the_app
 

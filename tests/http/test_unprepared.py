@@ -10,9 +10,9 @@ import json
 import psycopg
 import pytest
 
-from app import errors
-from app.prepared import PREPARED
-from app.statements import Statement
+from app.http import errors
+from app.http.prepared import PREPARED
+from app.http.statements import Statement
 from tests.conftest import app_client
 from tests.http.test_stream import STREAM
 from tests.incidents import payload

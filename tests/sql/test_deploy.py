@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from yoyo import get_backend, read_migrations
 
-from app import deploy, routes
+from app.database import deploy, routes
 from tests import pg
 from tests.incidents import payload
 

@@ -104,7 +104,7 @@ def test_concurrent_duplicates_store_one_row(database_url, db):
 
 
 def test_deploy_is_repeatable_and_keeps_data(database_url, db):
-    from app import deploy
+    from app.database import deploy
 
     create(db)
     deploy.migrate(database_url, "emberlog_reload")

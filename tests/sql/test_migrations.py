@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from yoyo import get_backend, read_migrations
 
-from app import deploy
+from app.database import deploy
 from tests import pg
 from tests.incidents import payload
 

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from app import db
+from app.database import connections as db
 from app.settings import Settings, SettingsError
 from tests import pg
 from tests.incidents import payload
@@ -95,7 +95,7 @@ def test_serve_refuses_a_superuser_login_and_warns_of_a_loose_one(
 ):
     settings = Settings()
     assert db.check_login(app_database_url, settings) == "emberlog_authenticator"
-    assert not [r for r in caplog.records if r.name == "app.db"]  # nothing to warn of
+    assert not [r for r in caplog.records if r.name == "app.database.connections"]  # nothing to warn of
     with psycopg.connect(database_url, autocommit=True) as conn:
         superuser = conn.execute(
             "select rolsuper from pg_roles where rolname = session_user"

@@ -10,7 +10,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from .settings import Settings, SettingsError
+from ..settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 

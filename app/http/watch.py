@@ -9,9 +9,9 @@ from typing import Any, TypeVar
 
 from falcon.asgi import Request
 
+from ..streams.hub import Hub
+from ..streams.subscriber import Subscriber
 from .errors import ApiError
-from .hub import Hub
-from .subscriber import Subscriber
 
 WATCH_KEY = "emberlog.watch"
 

@@ -21,7 +21,7 @@ from functools import lru_cache
 
 from psycopg import sql
 
-from .route_table import Route
+from ..database.route_table import Route
 
 SET_CONTEXT = (
     "select pg_catalog.set_config('role', $1, true),"

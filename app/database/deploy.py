@@ -21,7 +21,7 @@ from yoyo import get_backend, read_migrations
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the project: app/database/deploy.py
 MIGRATIONS_DIR = ROOT / "migrations"
 SQL_DIR = ROOT / "sql"
 DEPLOY_LOCK_KEY = 0x656D6265  # "embe": one advisory lock for every deploy of this schema

@@ -12,10 +12,10 @@ from typing import Any
 import falcon
 from falcon.asgi import Request
 
+from ..database.route_table import Match, Route
 from . import bounds
 from .calls import Call
 from .errors import ApiError
-from .route_table import Match, Route
 
 JSON_MEDIA_TYPES = ("application/json", "application/vnd.api+json", "text/json")
 

@@ -10,8 +10,8 @@ import json
 import falcon
 import falcon.asgi
 
+from ..state import AppState
 from . import openapi
-from .state import AppState
 
 
 async def require_reader(state: AppState, req: falcon.asgi.Request) -> None:

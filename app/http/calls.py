@@ -28,9 +28,9 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool
 
+from ..database.route_table import Route
 from .errors import ApiError
 from .prepared import forget, prepare
-from .route_table import Route
 from .statements import CONTEXT, Statement, call_statement, script
 
 T = TypeVar("T")

@@ -15,9 +15,9 @@ own streams: with WORKERS=n an address may hold up to n times the limit.
 
 from __future__ import annotations
 
-from .clients import Address
-from .errors import ApiError
-from .limits import retry_after
+from ..http.clients import Address
+from ..http.errors import ApiError
+from ..http.limits import retry_after
 
 RETRY_AFTER = 5.0  # seconds: long enough not to hammer, short enough to notice a release
 

@@ -14,10 +14,10 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
+from ..database.route_table import Route
+from ..observability.metrics import Metrics
 from .hub import Fetch, Hub
-from .metrics import Metrics
-from .route_table import Route
-from .stream_limits import OpenStreams
+from .limits import OpenStreams
 
 
 class Streams:

@@ -9,16 +9,17 @@ from typing import Any
 import falcon
 from falcon.asgi import Request, Response
 
-from . import calls, sse, watch
-from .auth import Identity
+from ..auth.authenticator import Identity
+from ..database.route_table import Match, RouteTable
+from ..settings import Settings
+from ..state import AppState
+from ..streams import sse
+from . import calls, watch
 from .binding import bind
 from .calls import Context, Result
 from .clients import of_request
 from .errors import ApiError
 from .guards import carries_credentials, refuse_cross_site_write
-from .route_table import Match, RouteTable
-from .settings import Settings
-from .state import AppState
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from . import routes
 
 if TYPE_CHECKING:
-    from .state import AppState
+    from ..state import AppState
 
 log = logging.getLogger("app.state")  # the name the reload has always logged under
 

@@ -21,10 +21,10 @@ from collections.abc import Iterable, Mapping
 from importlib import metadata
 from typing import Any
 
+from ..database.route_table import Route, RouteTable
+from ..settings import Settings
 from .openapi_operations import operation
 from .openapi_schema import json_value
-from .route_table import Route, RouteTable
-from .settings import Settings
 
 ERROR_SCHEMA = {
     "type": "object",

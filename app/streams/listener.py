@@ -20,8 +20,8 @@ from collections.abc import Awaitable, Callable
 import psycopg
 from psycopg import sql
 
-from .db import connect_kwargs, prepare_connection
-from .settings import Settings
+from ..database.connections import connect_kwargs, prepare_connection
+from ..settings import Settings
 
 log = logging.getLogger(__name__)
 

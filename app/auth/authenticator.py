@@ -33,9 +33,9 @@ from typing import Any
 from falcon.asgi import Request
 from psycopg_pool import AsyncConnectionPool
 
-from .clients import of_request, within
-from .errors import CREDENTIALS_NEEDED, ApiError
-from .settings import Settings
+from ..http.clients import of_request, within
+from ..http.errors import CREDENTIALS_NEEDED, ApiError
+from ..settings import Settings
 from .tokens import InvalidToken, TokenVerifier, role_claim
 
 log = logging.getLogger(__name__)

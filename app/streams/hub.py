@@ -25,9 +25,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ..database.route_table import Route
+from ..observability.metrics import Metrics
 from .frames import Frame, encode
-from .metrics import Metrics
-from .route_table import Route
 from .subscriber import SlowClient, Subscriber
 
 log = logging.getLogger("app.streams")  # one logger for everything the streams log

@@ -36,7 +36,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from .settings import Settings, SettingsError
+from ..settings import Settings, SettingsError
 
 MAX_TOKEN_CHARS = 16_384  # MAX_HEADER_BYTES' default: no longer token reaches us anyway
 MAX_HEADER_CHARS = 4_096  # base64url of a JOSE header: alg, typ, kid (x5c chains fit too)

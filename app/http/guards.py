@@ -24,8 +24,8 @@ from collections.abc import AsyncIterator, Hashable, Iterator
 
 from falcon.asgi import Request
 
+from ..settings import Settings
 from .errors import ApiError
-from .settings import Settings
 
 CREDENTIAL_HEADERS = ("Authorization", "X-API-Key")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -7,16 +7,16 @@ from collections.abc import AsyncIterator
 
 from falcon.asgi import Request, Response
 
-from .calls import Context
-from .clients import of_request
-from .errors import ApiError, status_for_sqlstate
+from ..database.route_table import Route
+from ..http.calls import Context
+from ..http.clients import of_request
+from ..http.errors import ApiError, status_for_sqlstate
+from ..http.watch import WATCH_KEY, Watch
+from ..state import AppState
 from .frames import Frame, hello
-from .route_table import Route
-from .state import AppState
-from .stream_limits import Lease, too_many_streams
-from .streams import Streams
+from .hubs import Streams
+from .limits import Lease, too_many_streams
 from .subscriber import frames
-from .watch import WATCH_KEY, Watch
 
 EVENT_ID = re.compile(r"^[0-9]{1,18}$")
 

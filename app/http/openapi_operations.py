@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..database.route_table import Argument, Route
 from .openapi_schema import argument_schema, no_nul
-from .route_table import Argument, Route
 
 BLANK = {"type": "string", "maxLength": 0}
 ALWAYS = ("401", "403", "429", "431", "503", "504")

@@ -14,11 +14,11 @@ import psycopg
 from falcon.asgi import Request, Response
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from . import __version__
-from .db import connect_kwargs
-from .errors import ApiError
-from .settings import Settings
-from .state import AppState
+from .. import __version__
+from ..database.connections import connect_kwargs
+from ..http.errors import ApiError
+from ..settings import Settings
+from ..state import AppState
 
 SERVICE = "emberlog-api"
 

@@ -17,10 +17,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
-from .auth import Identity
+from ..auth.authenticator import Identity
+from ..settings import Settings
 from .clients import Address
 from .errors import ApiError
-from .settings import Settings
 
 MAX_BUCKETS = 20_000  # per limit; about 200 bytes each
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..database.route_table import Argument, Route
 from .bounds import terms_pattern
-from .route_table import Argument, Route
 
 NO_NUL = "^[^\\u0000]*$"
 JSON_VALUE = {"$ref": "#/components/schemas/JsonValue"}

@@ -15,12 +15,12 @@ from typing import Any
 
 from falcon.asgi import Request, Response
 
+from ..observability.metrics import Metrics
+from ..settings import Settings
 from . import docs
 from .clients import of_request
 from .errors import ApiError
 from .limits import RateLimits
-from .metrics import Metrics
-from .settings import Settings
 
 log = logging.getLogger("emberlog.request")
 

@@ -16,10 +16,10 @@ from typing import Any, TypeVar
 
 from falcon.asgi import Request, Response
 
-from . import __version__
-from .middleware import EXEMPT_PATHS
-from .route_table import Route
-from .settings import TRACING_EXTRA, SettingsError
+from .. import __version__
+from ..database.route_table import Route
+from ..http.middleware import EXEMPT_PATHS
+from ..settings import TRACING_EXTRA, SettingsError
 
 T = TypeVar("T")
 SERVICE = "emberlog-api"

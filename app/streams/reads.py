@@ -9,13 +9,13 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from .calls import Context, read_rows
+from ..database.route_table import Route
+from ..http.calls import Context, read_rows
+from ..http.statements import stream_statement
 from .hub import Row
-from .route_table import Route
-from .statements import stream_statement
 
 if TYPE_CHECKING:
-    from .state import AppState
+    from ..state import AppState
 
 log = logging.getLogger("app.state")  # the name these lines have always logged under
 

@@ -1,0 +1,3 @@
+"""PostgreSQL: connections and pools, deploying (migrations, then sql/), the embedded
+server, and the route table read from the catalog (with its reload and the grant cache).
+"""
