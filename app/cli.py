@@ -1,4 +1,8 @@
-"""``emberlog-api``: serve, migrate, routes, keys, prune-events, psql."""
+"""``emberlog-api``: serve, migrate, routes, keys, prune-events, settings, psql.
+
+Over ~200 lines on purpose: every command an operator runs is here, a few lines each,
+sharing ``database()`` (which login each needs) and serve's start-up checks.
+"""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import start_http_server
 
 from .database.connections import create_pool
-from .observability.health import close_probes, probes
+from .observability.probes import close_probes, probes
 from .state import AppState
 from .streams.hubs import Streams
 from .streams.listener import Listener

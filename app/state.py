@@ -4,8 +4,9 @@ listener and the streams share.
 
 Its methods hand out what it holds (``require_pool``, ``pool_for``...). The work done
 on it lives elsewhere, and the methods of that name here only delegate: the route
-reload (app/reload.py), the grant cache (app/grants.py), reading stream functions and
-the lag gauges (app/stream_reads.py), the pool gauges (app/metrics.py).
+reload (app/database/reload.py), the grant cache (app/database/grants.py), reading
+stream functions and the lag gauges (app/streams/reads.py), the pool gauges
+(app/observability/metrics.py).
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ class AppState:
         assert self.streams is not None, "the streams start at start-up"
         return self.streams
 
-    # --- delegated: the route reload (app/reload.py) ------------------------------------
+    # --- delegated: the route reload (app/database/reload.py) ------------------------------------
 
     def request_reload(self) -> None:
         self.reloader.request_reload()
@@ -107,12 +108,12 @@ class AppState:
     def stop_reloading(self) -> asyncio.Task[None] | None:
         return self.reloader.stop_reloading()
 
-    # --- delegated: the grant cache (app/grants.py) -------------------------------------
+    # --- delegated: the grant cache (app/database/grants.py) -------------------------------------
 
     async def may_execute(self, route: Route, role: str) -> bool:
         return await self.grants.may_execute(route, role)
 
-    # --- delegated: reading stream functions (app/stream_reads.py) ----------------------
+    # --- delegated: reading stream functions (app/streams/reads.py) ----------------------
 
     def stream_context(self, route: Route) -> Context:
         return stream_reads.stream_context(self, route)

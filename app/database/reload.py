@@ -5,7 +5,7 @@ the new table, and pooled connections are drained when the schema changed.
 A reload NOTIFY asks for one (coalesced: one at a time, at most one every
 RELOAD_EVERY seconds, since any database login may NOTIFY the channel); the listener's
 (re)connect runs one at once. The two catalog queries only the reload reads are here;
-the route declarations' is app/routes.py.
+the route declarations' is app/database/routes.py.
 """
 
 from __future__ import annotations

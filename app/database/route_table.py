@@ -1,5 +1,5 @@
 """What a route is (Argument, Route) and the table a request is matched against
-(RouteTable, Match). Reading the routes declared in SQL into one is app/routes.py.
+(RouteTable, Match). Reading the routes declared in SQL into one is app/database/routes.py.
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """Reading the routes declared in SQL: the catalog query, and the comment lines that
-make a function a route, into a RouteTable (app/route_table.py).
+make a function a route, into a RouteTable (app/database/route_table.py).
 
 A function in the API schema becomes a route when its comment has a line
 ``@http METHOD /path/{param}``; the rest of the comment is its description.
 A line ``@sse /path channel=name`` declares a live stream instead: a GET route
-served as Server-Sent Events from a stream function (see app/streams.py).
+served as Server-Sent Events from a stream function (see app/streams/hubs.py).
 Nothing here knows any particular route: add one with SQL and a reload NOTIFY.
 
-Two more lines refine the OpenAPI document (app/openapi.py) where a signature says
+Two more lines refine the OpenAPI document (app/http/openapi.py) where a signature says
 too little: ``@param name {json schema}`` adds JSON Schema keywords to an argument
 (e.g. ``{"minimum": 1, "maximum": 200}`` for what the function enforces), and
 ``@body {json schema}`` describes the JSON object a json/jsonb body argument takes.

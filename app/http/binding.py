@@ -107,7 +107,7 @@ def check_required(call: Call) -> None:
 
 
 def check_bounds(call: Call) -> None:
-    """The bounds the route declares (@param), before any database work (app/bounds.py)."""
+    """The bounds the route declares (@param), before any database work (app/http/bounds.py)."""
     schemas = call.route.schemas
     for name, value in call.values.items():
         schema = schemas.get(name)

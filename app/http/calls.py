@@ -9,10 +9,13 @@ function ran. Both go out as one simple-query message, which PostgreSQL runs as 
 implicit transaction (committed after the last statement, rolled back whole on an
 error): one send, one round trip, no BEGIN/COMMIT. Measured in issue 5 against the
 previous BEGIN/set/call/read/COMMIT pipeline (psycopg flushes each pipelined statement
-with a send of its own): 0.54 -> 0.30 ms of client CPU per call (README, "Performance").
+with a send of its own): 0.54 -> 0.30 ms of client CPU per call (docs/performance.md).
 
-The statements' text is app/statements.py; which of them each connection has prepared,
-app/prepared.py.
+The statements' text is app/http/statements.py; which of them each connection has prepared,
+app/http/prepared.py.
+
+A little over ~200 lines: the retry policy and the error path (naming the bad
+argument) belong with the transaction they wrap.
 """
 
 from __future__ import annotations

@@ -77,7 +77,7 @@ PAGE = """<!DOCTYPE html>
 """
 
 INIT = """\
-// GET /docs's set-up (app/docs.py): a file, so the page's CSP needs no 'unsafe-inline'.
+// GET /docs's set-up (app/http/docs.py): a file, so the page's CSP needs no 'unsafe-inline'.
 "use strict";
 window.ui = SwaggerUIBundle({
   // /openapi.json beside /docs, wherever the app is mounted

@@ -4,6 +4,9 @@
 
 SQL raises ``raise sqlstate 'PT404' using message = ..., detail = '<json object>',
 hint = '<code>'``: PTxyz becomes status xyz, the hint the code, the detail the details.
+
+A little over ~200 lines: the whole mapping (SQLSTATE, psycopg, pool and Falcon
+errors to the one shape) is kept in one place so every path answers alike.
 """
 
 from __future__ import annotations
@@ -145,7 +148,7 @@ CREDENTIALS_NEEDED = (
 
 # Statements prepared on a connection missing in its next transaction, or there before
 # it prepared them: the server connection is a transaction pooler's, shared by clients
-# (app/calls.py retries a missing one once first).
+# (app/http/calls.py retries a missing one once first).
 POOLER_SYMPTOMS = (
     psycopg.errors.InvalidSqlStatementName,
     psycopg.errors.DuplicatePreparedStatement,

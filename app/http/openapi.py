@@ -5,13 +5,13 @@ and their JSON Schema from the function's argument names, types and defaults
 (refined by @param and @body annotations), descriptions from the comment, and who
 may call an operation from the grants (anonymous access is offered only where the
 anonymous role may execute the function). The error responses are the one JSON
-shape of app/errors.py. Health and metrics routes are the platform's, not the
+shape of app/http/errors.py. Health and metrics routes are the platform's, not the
 API's, and are not described.
 
 Here: the document around the operations (paths, components: the Error schema, the
 error responses, the security schemes; info). One operation is
-app/openapi_operations.py; the JSON Schema of values, app/openapi_schema.py; the
-resource that serves the document, app/documents.py.
+app/http/openapi_operations.py; the JSON Schema of values, app/http/openapi_schema.py; the
+resource that serves the document, app/http/documents.py.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Which statements each pooled connection has prepared, and preparing the ones a
 request needs that it has not: once per connection, as the request's role, and all
 over again past PREPARED_LIMIT. psycopg keeps no such record for statements prepared
-by name (app/statements.py); app/calls.py has a connection's record forgotten when
+by name (app/http/statements.py); app/http/calls.py has a connection's record forgotten when
 PostgreSQL says it is stale.
 """
 

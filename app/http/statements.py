@@ -1,11 +1,11 @@
 """The text a request sends PostgreSQL: the statement that sets its role and settings
 (SET_CONTEXT), a route's call, a stream's read, and the script that puts two of them
-in one simple-query message (one implicit transaction: see app/calls.py).
+in one simple-query message (one implicit transaction: see app/http/calls.py).
 
-Each statement comes in two forms. Prepared once per connection (app/prepared.py)
+Each statement comes in two forms. Prepared once per connection (app/http/prepared.py)
 and run by EXECUTE, its values quoted as literals by psycopg's client-side binding
 (AsyncClientCursor): preparing took PostgreSQL's CPU per get_by_id from 0.36 to
-0.28 ms (issue 5; README, "Performance"). Or inline: behind a pooler in transaction
+0.28 ms (issue 5; docs/performance.md). Or inline: behind a pooler in transaction
 mode (PgBouncer), a connection's prepared statements are not the next transaction's,
 and PREPARED_STATEMENTS=false sends each statement whole instead, in the same one
 message, its values cast to the declared types.

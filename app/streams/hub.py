@@ -8,8 +8,8 @@ from its own position: a bounded queue that costs nothing per client. A client a
 ring behind is closed (it resumes with Last-Event-ID) and never holds the others up.
 
 Where a new client starts (in the ring, after a replay, or with a reset) is decided
-here, at subscribe; what it is then sent, and the replay itself, is app/subscriber.py.
-Which hubs exist, and when they are pinged and polled, is app/streams.py.
+here, at subscribe; what it is then sent, and the replay itself, is app/streams/subscriber.py.
+Which hubs exist, and when they are pinged and polled, is app/streams/hubs.py.
 
 Over 200 lines for a reason: one class, whose ring invariants (``end``, ``floor``,
 ``cursor`` and every subscriber's position) each method here keeps; split, they would

@@ -2,10 +2,9 @@
 in step with the route table; and ``run``, the scheduler that pings their clients and
 polls the log when LISTEN is not usable.
 
-A stream's pieces: app/frames.py (the SSE wire format), app/hub.py (one stream's ring
-and clients), app/subscriber.py (what one client is sent), app/stream_reads.py (reading
-a stream function), app/sse.py (the HTTP route), app/stream_limits.py (streams per
-address).
+A stream's pieces, beside this module: frames.py (the SSE wire format), hub.py (one
+stream's ring and clients), subscriber.py (what one client is sent), reads.py (reading a
+stream function), sse.py (the HTTP route), limits.py (streams per address).
 """
 
 from __future__ import annotations

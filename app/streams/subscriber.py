@@ -8,7 +8,7 @@ has already sent. Ids become visible in order (see migrations/0007.event_queue.s
 so "after id N" never skips an event that committed late. A client further behind than
 SSE_REPLAY_LIMIT gets a ``reset`` instead of that replay, as if the log were pruned: a
 replay costs the server a query per batch and the whole backlog's bytes per connection.
-Which of these a client gets is decided when it subscribes (app/hub.py).
+Which of these a client gets is decided when it subscribes (app/streams/hub.py).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""GET /docs (app/docs.py): Swagger UI's page, script and files, served by the app itself
+"""GET /docs (app/http/docs.py): Swagger UI's page, script and files, served by the app itself
 with their types, caching and the page's own CSP; nothing else reachable under it.
 tests/e2e/test_docs.py renders it in a real Chromium."""
 

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from app.http.clients import parse_networks
-from app.observability.health import database_checks
+from app.observability.probes import database_checks
 from app.state import AppState
 from tests import pg
 from tests.conftest import app_client, only_connection_held

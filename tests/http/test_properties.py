@@ -59,7 +59,7 @@ NAMED_CLASSES = {"PT", "22", "23", "P0", "42", "25", "57", "54", "08", "53", "40
 PT_CODES = st.integers(0, 999).map(lambda n: f"PT{n:03d}")
 UNNAMED_CLASS = st.text(alphabet=string.digits + string.ascii_uppercase, min_size=2, max_size=2)
 
-# All a client learns of a server error (app/errors.py server_error).
+# All a client learns of a server error (app/http/errors.py server_error).
 SERVER_MESSAGES = (
     "internal server error",
     "the call took longer than its statement timeout allows",
