@@ -183,3 +183,15 @@ def drop_database(server_url: str, url: str) -> None:
         conn.execute(
             sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
         )
+
+
+def roll_back_to(url: str, keep: str) -> list[str]:
+    """Roll back every migration applied after `keep` (yoyo's rollbacks); their ids."""
+    from yoyo import get_backend, read_migrations
+
+    backend = get_backend(deploy.yoyo_url(url))
+    migrations = read_migrations(str(deploy.MIGRATIONS_DIR))
+    with backend.lock():
+        newer = [m for m in backend.to_rollback(migrations) if m.id > keep]
+        backend.rollback_migrations(migrations.__class__(newer))
+    return [m.id for m in newer]

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from yoyo import get_backend, read_migrations
 
 from app.database import deploy, routes
 from tests import pg
@@ -57,15 +56,6 @@ def consistent(conn) -> tuple[int, int, int]:
         "select (select count(*) from data.incidents), (select incidents from api.incident_count)"
     ).fetchone()
     return row[0], row[1], events
-
-
-def roll_back_to(url: str, keep: str) -> list[str]:
-    backend = get_backend(deploy.yoyo_url(url))
-    migrations = read_migrations(str(deploy.MIGRATIONS_DIR))
-    with backend.lock():
-        newer = [m for m in backend.to_rollback(migrations) if m.id > keep]
-        backend.rollback_migrations(migrations.__class__(newer))
-    return [m.id for m in newer]
 
 
 def test_every_function_view_and_trigger_is_recreated_from_sql(fresh, reference):
@@ -137,7 +127,7 @@ def test_rolling_back_the_counts_and_the_queue_and_migrating_again(fresh, refere
     (migrations re-create the old functions, sql/ replaces them) ends as a fresh one."""
     with psycopg.connect(fresh, autocommit=True) as conn:
         create(conn, 3)
-        assert roll_back_to(fresh, "0005.role_timeouts") == [
+        assert pg.roll_back_to(fresh, "0005.role_timeouts") == [
             "0007.event_queue",
             "0006.incident_counts",
         ]

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from yoyo import get_backend, read_migrations
 
 from app.database import deploy
 from tests import pg
@@ -24,20 +23,10 @@ def own_database(server_url) -> Iterator[str]:
     pg.drop_database(server_url, url)
 
 
-def roll_back_to(url: str, keep: str) -> list[str]:
-    """Roll back every migration applied after `keep`; returns their ids."""
-    backend = get_backend(deploy.yoyo_url(url))
-    migrations = read_migrations(str(deploy.MIGRATIONS_DIR))
-    with backend.lock():
-        newer = [m for m in backend.to_rollback(migrations) if m.id > keep]
-        backend.rollback_migrations(migrations.__class__(newer))
-    return [m.id for m in newer]
-
-
 def test_rolling_back_the_event_queue_publishes_what_is_queued(own_database):
     with psycopg.connect(own_database, autocommit=True) as conn:
         queued = conn.execute(CREATE, (json.dumps(payload()),)).fetchone()[0]
-        assert roll_back_to(own_database, "0006.incident_counts") == ["0007.event_queue"]
+        assert pg.roll_back_to(own_database, "0006.incident_counts") == ["0007.event_queue"]
         rows = conn.execute("select ref_id from data.events order by id").fetchall()
         assert rows == [(queued,)]  # published on the way down, not lost
         # 0003's trigger numbers events at commit again.
