@@ -101,7 +101,10 @@ class DatabaseProbe:
             except PoolTimeout:
                 pass  # taken meanwhile: busy, not broken
             except Exception:
-                await pool.check()  # drops the dead idle connections, starts new ones
+                # Drop the dead idle connections and start new ones; bounded, as a probe is.
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(self.settings.health_timeout):
+                        await pool.check()
                 return False
         return self.pool_ok_at >= self.down_at
 
