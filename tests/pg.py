@@ -172,9 +172,13 @@ def behaviour(conn: psycopg.Connection) -> dict[str, dict[str, tuple]]:
 
 
 def empty_tables(conn: psycopg.Connection) -> None:
-    """Incidents, the event queue and log emptied, ids from 1 again, nothing pruned."""
-    conn.execute("truncate data.incidents, data.event_queue, data.events restart identity")
-    conn.execute("update data.event_log_state set pruned_through = 0")
+    """Incidents, the event queue and log and the event envelopes emptied, ids from 1
+    again, nothing pruned."""
+    conn.execute(
+        "truncate data.incidents, data.event_queue, data.events, data.event_envelopes"
+        " restart identity"
+    )
+    conn.execute("update data.event_log_state set pruned_through = 0, envelopes_pruned_through = 0")
 
 
 def drop_database(server_url: str, url: str) -> None:

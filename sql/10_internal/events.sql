@@ -107,6 +107,36 @@ $$;
 comment on function internal.read_events(text, bigint, integer) is
 'The events of one stream after after_id, oldest first, at most max_events (1 to 1000). after_id null: one marker row with the newest id. after_id older than the retained log (or newer than any id): first a reset row, then events after the newest id.';
 
+create or replace function internal.prune_envelopes(retention interval)
+returns bigint
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    cutoff bigint;
+    deleted bigint;
+begin
+    -- A prefix of positions, as for data.events: every envelope at or below the newest
+    -- position stored before the cutoff goes, so "after position N" stays exact for every
+    -- N at or above envelopes_pruned_through.
+    select max(e.position) into cutoff
+    from data.event_envelopes as e
+    where e.received_at < clock_timestamp() - prune_envelopes.retention;
+    if cutoff is null then
+        return 0;
+    end if;
+    delete from data.event_envelopes as e where e.position <= cutoff;
+    get diagnostics deleted = row_count;
+    update data.event_log_state as s
+    set envelopes_pruned_through = greatest(s.envelopes_pruned_through, cutoff);
+    return deleted;
+end
+$$;
+
+comment on function internal.prune_envelopes(interval) is
+'Delete the event envelopes (data.event_envelopes) stored longer ago than retention, as a prefix of positions (recorded in data.event_log_state.envelopes_pruned_through); returns how many. internal.prune_events calls it with its own retention.';
+
 create or replace function internal.prune_events(retention interval default null)
 returns bigint
 language plpgsql
@@ -122,6 +152,8 @@ declare
     cutoff bigint;
     deleted bigint;
 begin
+    -- The canonical envelopes (data.event_envelopes) follow the same retention.
+    perform internal.prune_envelopes(keep);
     -- Number what is queued first: retention applies to every written event.
     perform internal.publish_events();
     -- Delete a prefix of ids (ids become visible in order), so "after id N" stays exact
@@ -140,4 +172,4 @@ end
 $$;
 
 comment on function internal.prune_events(interval) is
-'Delete events older than retention (default: the emberlog.event_retention setting, else 7 days); returns how many. Clients resuming from a deleted id get a reset event. Call it from cron, pg_cron or `emberlog-api prune-events`.';
+'Delete events older than retention (default: the emberlog.event_retention setting, else 7 days); returns how many of the streams'' log (data.events). The canonical envelopes older than the same retention go too (internal.prune_envelopes). Clients resuming from a deleted id get a reset event. Call it from cron, pg_cron or `emberlog-api prune-events`.';

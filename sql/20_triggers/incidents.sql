@@ -72,6 +72,44 @@ $$;
 comment on function internal.tg_incidents__queue_event() is
 'Statement trigger on data.incidents: queue one event of the incidents stream per inserted row (ref_id = its id) and NOTIFY internal.events_channel() with the stream name. No lock: internal.publish_events numbers the events.';
 
+create or replace function internal.tg_incidents__record_event()
+returns trigger
+language plpgsql
+volatile
+-- Fires as whatever role writes: definer rights reach data.event_envelopes.
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    -- One dispatch.incident.created envelope per inserted row (a duplicate incident,
+    -- which api.create_incident does not insert, is no row here: no second event).
+    -- timestamp: when the dispatch was heard; received_at: when the incident was stored.
+    insert into data.event_envelopes (
+        event_id, event_type, schema_version, occurred_at, received_at,
+        source_module, source_instance, source_system, payload
+    )
+    select
+        gen_random_uuid(),
+        'dispatch.incident.created',
+        '1.0.0',
+        n.dispatched_at,
+        n.created_at,
+        'emberlog-api',
+        internal.source_instance(),
+        internal.channel_system(n.channel),
+        internal.incident_payload(
+            n.id, n.dispatched_at, n.special_call, n.units, n.channel, n.incident_type,
+            n.address, n.source_audio, n.original_text, n.transcript, n.parsed
+        )
+    from new_rows as n
+    order by n.id;
+    return null;
+end
+$$;
+
+comment on function internal.tg_incidents__record_event() is
+'Statement trigger on data.incidents: record one dispatch.incident.created envelope (schema 1.0.0, EVENT_MODEL §4.3) per inserted row in data.event_envelopes, in the writing transaction: event_id a random UUID (v4), timestamp the incident''s dispatched_at, received_at its created_at, source {module emberlog-api, instance internal.source_instance(), system internal.channel_system(channel)}, payload internal.incident_payload(...).';
+
 create or replace trigger _100_count_inserts
 after insert on data.incidents
 referencing new table as new_rows
@@ -94,6 +132,14 @@ for each statement execute function internal.tg_incidents__count();
 
 comment on trigger _100_count_truncates on data.incidents is
 'Keeps data.incident_counts: truncate.';
+
+create or replace trigger _500_record_event
+after insert on data.incidents
+referencing new table as new_rows
+for each statement execute function internal.tg_incidents__record_event();
+
+comment on trigger _500_record_event on data.incidents is
+'Every new incident, whoever writes it, is recorded as a dispatch.incident.created event envelope (data.event_envelopes) in the same transaction.';
 
 create or replace trigger _900_queue_event
 after insert on data.incidents

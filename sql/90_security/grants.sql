@@ -13,21 +13,32 @@ grant usage on schema api to emberlog_anon, emberlog_ingest, emberlog_reader;
 
 -- psql users: read the views and the incident stream, nothing else.
 grant select on api.incidents, api.recent_incidents, api.incident_count to emberlog_reader;
+grant select on api.events to emberlog_reader;
+grant execute on function
+api.iso8601(timestamptz),
+api.event_json(api.events),
+api.list_events(text, text[], text, timestamptz, timestamptz, integer, integer)
+to emberlog_reader;
 grant execute on function api.incident_events(bigint, integer) to emberlog_reader;
 
 -- Anonymous web requests: the read routes.
 grant select on api.incidents, api.recent_incidents, api.incident_count to emberlog_anon;
+grant select on api.events to emberlog_anon;
 grant execute on function
 api.iso8601(timestamptz),
 api.audio_url(text),
 api.incident_json(api.incidents),
 api.get_incident(bigint),
 api.incident_events(bigint, integer),
-api.list_incidents(timestamptz, timestamptz, text, text, text[], text, text, integer, integer)
+api.list_incidents(timestamptz, timestamptz, text, text, text[], text, text, integer, integer),
+api.event_json(api.events),
+api.list_events(text, text[], text, timestamptz, timestamptz, integer, integer)
 to emberlog_anon;
 
 -- The ingest service: the write function only.
 grant execute on function api.create_incident(jsonb) to emberlog_ingest;
+-- and the event ingest route (API_CONTRACT §5).
+grant execute on function api.ingest_events(jsonb) to emberlog_ingest;
 
 -- The authenticator itself: look up a key's role, record use. Nothing else in auth.
 revoke execute on all functions in schema auth from public;

@@ -24,7 +24,13 @@ async def test_the_document_is_valid_openapi_and_describes_the_sql_routes(client
     doc = await document(client)
     schemathesis.openapi.from_dict(doc).validate()
     assert doc["openapi"] == "3.1.0"
-    assert set(doc["paths"]) == {INCIDENTS, f"{INCIDENTS}/{{id}}", "/api/v1/sse/incidents"}
+    assert set(doc["paths"]) == {
+        INCIDENTS,
+        f"{INCIDENTS}/{{id}}",
+        "/api/v1/sse/incidents",
+        "/api/v1/events",
+        "/api/v1/ingest/events",
+    }
     listing = doc["paths"][INCIDENTS]["get"]
     assert listing["operationId"] == "list_incidents"
     assert listing["x-sql-function"] == "api.list_incidents"

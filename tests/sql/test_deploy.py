@@ -26,6 +26,7 @@ TRIGGERS = [  # data.incidents' triggers, in firing order (name order), and thei
     ("_100_count_deletes", "internal.tg_incidents__count"),
     ("_100_count_inserts", "internal.tg_incidents__count"),
     ("_100_count_truncates", "internal.tg_incidents__count"),
+    ("_500_record_event", "internal.tg_incidents__record_event"),
     ("_900_queue_event", "internal.tg_incidents__queue_event"),
 ]
 
@@ -128,6 +129,7 @@ def test_rolling_back_the_counts_and_the_queue_and_migrating_again(fresh, refere
     with psycopg.connect(fresh, autocommit=True) as conn:
         create(conn, 3)
         assert pg.roll_back_to(fresh, "0005.role_timeouts") == [
+            "0008.event_envelopes",
             "0007.event_queue",
             "0006.incident_counts",
         ]
@@ -153,7 +155,11 @@ def test_triggers_are_named_for_their_order_and_call_tg_table_task_functions(db)
     ).fetchall()
     assert functions == [
         (name, "v", True, ["search_path=pg_catalog, pg_temp"], True)
-        for name in ("tg_incidents__count", "tg_incidents__queue_event")
+        for name in (
+            "tg_incidents__count",
+            "tg_incidents__queue_event",
+            "tg_incidents__record_event",
+        )
     ]
     comments = db.execute(
         "select count(*) from pg_trigger where not tgisinternal"

@@ -26,7 +26,10 @@ def own_database(server_url) -> Iterator[str]:
 def test_rolling_back_the_event_queue_publishes_what_is_queued(own_database):
     with psycopg.connect(own_database, autocommit=True) as conn:
         queued = conn.execute(CREATE, (json.dumps(payload()),)).fetchone()[0]
-        assert pg.roll_back_to(own_database, "0006.incident_counts") == ["0007.event_queue"]
+        assert pg.roll_back_to(own_database, "0006.incident_counts") == [
+            "0008.event_envelopes",
+            "0007.event_queue",
+        ]
         rows = conn.execute("select ref_id from data.events order by id").fetchall()
         assert rows == [(queued,)]  # published on the way down, not lost
         # 0003's trigger numbers events at commit again.
