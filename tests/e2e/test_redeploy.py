@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import threading
 import time
@@ -259,4 +260,9 @@ async def test_redeploying_under_traffic_fails_no_request_and_loses_no_write(ser
     assert sorted(streamed) == created, f"stream reconnected after {reconnects}"
     ids = [e.id for e in stream.events]
     assert ids == sorted(set(ids))
-    assert '"status": 5' not in server.log_path.read_text()
+    # No request answered 5xx: /readyz may say 503 while the server starts (routes not
+    # loaded yet), before any traffic; that is readiness doing its job, not a failure.
+    log = server.log_path.read_text().splitlines()
+    lines = [json.loads(line) for line in log if line.startswith("{")]
+    errors = [e for e in lines if e.get("status", 0) >= 500 and e.get("path") != "/readyz"]
+    assert errors == []
