@@ -20,6 +20,10 @@ api.event_json(api.events),
 api.list_events(text, text[], text, timestamptz, timestamptz, integer, integer)
 to emberlog_reader;
 grant execute on function api.incident_events(bigint, integer) to emberlog_reader;
+grant execute on function
+api.event_stream(bigint, integer, text, text[], text, text),
+api.event_position(uuid)
+to emberlog_reader;
 
 -- Anonymous web requests: the read routes.
 grant select on api.incidents, api.recent_incidents, api.incident_count to emberlog_anon;
@@ -32,7 +36,9 @@ api.get_incident(bigint),
 api.incident_events(bigint, integer),
 api.list_incidents(timestamptz, timestamptz, text, text, text[], text, text, integer, integer),
 api.event_json(api.events),
-api.list_events(text, text[], text, timestamptz, timestamptz, integer, integer)
+api.list_events(text, text[], text, timestamptz, timestamptz, integer, integer),
+api.event_stream(bigint, integer, text, text[], text, text),
+api.event_position(uuid)
 to emberlog_anon;
 
 -- The ingest service: the write function only.

@@ -29,6 +29,9 @@ TRIGGERS = [  # data.incidents' triggers, in firing order (name order), and thei
     ("_500_record_event", "internal.tg_incidents__record_event"),
     ("_900_queue_event", "internal.tg_incidents__queue_event"),
 ]
+ENVELOPE_TRIGGERS = [  # data.event_envelopes' triggers, in firing order, and their functions
+    ("_900_queue_event", "internal.tg_event_envelopes__queue_event"),
+]
 
 
 @pytest.fixture
@@ -64,11 +67,12 @@ def test_every_function_view_and_trigger_is_recreated_from_sql(fresh, reference)
     apply_sql alone brings all of it back, as it was. Nothing lives only in a migration."""
     with psycopg.connect(fresh, autocommit=True) as conn:
         create(conn, 3)
-        for (name,) in conn.execute(
-            "select tgname from pg_trigger where tgrelid = 'data.incidents'::regclass"
+        for name, table in conn.execute(
+            "select tgname, tgrelid::regclass::text from pg_trigger"
+            " where tgrelid in ('data.incidents'::regclass, 'data.event_envelopes'::regclass)"
             " and not tgisinternal"
         ).fetchall():
-            conn.execute(f'drop trigger "{name}" on data.incidents')
+            conn.execute(f'drop trigger "{name}" on {table}')
         conn.execute("drop schema api cascade")
         for (function,) in conn.execute(
             "select oid::regprocedure::text from pg_proc"
@@ -147,6 +151,12 @@ def test_triggers_are_named_for_their_order_and_call_tg_table_task_functions(db)
         " where t.tgrelid = 'data.incidents'::regclass and not t.tgisinternal order by t.tgname"
     ).fetchall()
     assert rows == TRIGGERS
+    rows = db.execute(
+        "select t.tgname::text, t.tgfoid::regproc::text from pg_trigger as t"
+        " where t.tgrelid = 'data.event_envelopes'::regclass and not t.tgisinternal"
+        " order by t.tgname"
+    ).fetchall()
+    assert rows == ENVELOPE_TRIGGERS
     functions = db.execute(
         "select p.proname::text, p.provolatile::text, p.prosecdef, p.proconfig,"
         " obj_description(p.oid, 'pg_proc') is not null"
@@ -156,6 +166,7 @@ def test_triggers_are_named_for_their_order_and_call_tg_table_task_functions(db)
     assert functions == [
         (name, "v", True, ["search_path=pg_catalog, pg_temp"], True)
         for name in (
+            "tg_event_envelopes__queue_event",
             "tg_incidents__count",
             "tg_incidents__queue_event",
             "tg_incidents__record_event",
