@@ -4,7 +4,7 @@ drop trigger _100_count_truncates on data.incidents;
 drop trigger _100_count_deletes on data.incidents;
 drop trigger _100_count_inserts on data.incidents;
 drop function internal.recount_incidents();
--- The trigger function is sql/20_triggers/incidents.sql's since then (0006 named it
+-- The trigger function is sql/20_triggers/10_incidents.sql's since then (0006 named it
 -- internal.tg_count_incidents): whichever is there goes.
 drop function if exists internal.tg_count_incidents();
 drop function if exists internal.tg_incidents__count();

@@ -4,7 +4,7 @@ select internal.publish_events();
 
 drop trigger _900_queue_event on data.incidents;
 drop function internal.publish_events();
--- The trigger function is sql/20_triggers/incidents.sql's since then (0007 named it
+-- The trigger function is sql/20_triggers/10_incidents.sql's since then (0007 named it
 -- internal.tg_queue_event): whichever is there goes.
 drop function if exists internal.tg_queue_event();
 drop function if exists internal.tg_incidents__queue_event();

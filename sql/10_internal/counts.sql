@@ -1,5 +1,5 @@
 -- The incident count behind unfiltered list totals (data.incident_counts, 16 shards),
--- kept by the statement triggers of sql/20_triggers/incidents.sql.
+-- kept by the statement triggers of sql/20_triggers/10_incidents.sql.
 
 create or replace function internal.recount_incidents()
 returns bigint

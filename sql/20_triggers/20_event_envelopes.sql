@@ -1,6 +1,11 @@
 -- The triggers on data.event_envelopes and their functions (internal.tg_event_envelopes__<task>),
--- in the house style of sql/20_triggers/incidents.sql (statement triggers, name order,
+-- in the house style of sql/20_triggers/10_incidents.sql (statement triggers, name order,
 -- security definer, search_path pinned). Edit here and run `make migrate`.
+--
+-- Numbered after 10_incidents.sql on purpose: a deploy locks each table as it replaces
+-- its triggers, in path order, and must take them in the order writers do (an incident
+-- insert locks data.incidents, then its trigger data.event_envelopes). The other order
+-- deadlocks against a writer (tests/e2e/test_redeploy.py found it).
 
 create or replace function internal.tg_event_envelopes__queue_event()
 returns trigger
