@@ -12,6 +12,7 @@ stream functions and the lag gauges (app/streams/reads.py), the pool gauges
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,9 +120,14 @@ class AppState:
         return stream_reads.stream_context(self, route)
 
     async def fetch_events(
-        self, route: Route, after: int | None, limit: int, context: Context | None
+        self,
+        route: Route,
+        after: int | None,
+        limit: int,
+        context: Context | None,
+        values: Mapping[str, Any] | None = None,
     ) -> list[Row]:
-        return await stream_reads.fetch_events(self, route, after, limit, context)
+        return await stream_reads.fetch_events(self, route, after, limit, context, values)
 
     async def refresh_stream_metrics(self, every: float) -> None:
         await stream_reads.refresh_stream_metrics(self, every)

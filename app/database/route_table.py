@@ -45,6 +45,8 @@ class Route:
     description: str
     pattern: re.Pattern[str]
     channel: str | None = None  # set for a stream (@sse): the NOTIFY channel of its events
+    position: str | None = None  # a stream's position=schema.function (resume by other ids)
+    columns: tuple[str, ...] = ()  # the names of a TABLE function's output columns
     # Documentation only (@param lines, @body): not part of a route's identity or hash.
     schemas: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, compare=False)
     body_schema: Mapping[str, Any] | None = field(default=None, compare=False)
@@ -52,6 +54,11 @@ class Route:
     @property
     def is_stream(self) -> bool:
         return self.channel is not None
+
+    @property
+    def stream_params(self) -> tuple[Argument, ...]:
+        """A stream function's arguments after (after_id, max_events): its query filters."""
+        return self.arguments[2:] if self.is_stream else ()
 
     @cached_property
     def path_params(self) -> tuple[str, ...]:

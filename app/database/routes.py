@@ -4,7 +4,11 @@ make a function a route, into a RouteTable (app/database/route_table.py).
 A function in the API schema becomes a route when its comment has a line
 ``@http METHOD /path/{param}``; the rest of the comment is its description.
 A line ``@sse /path channel=name`` declares a live stream instead: a GET route
-served as Server-Sent Events from a stream function (see app/streams/hubs.py).
+served as Server-Sent Events from a stream function (see app/streams/hubs.py); with
+``position=schema.function`` a client may also resume from any other token that
+function turns into a position (e.g. an event's uuid). A stream function's arguments
+after (after_id, max_events) are its query filters, each returned again per row as a
+``match_<argument>`` column (app/streams/filters.py).
 Nothing here knows any particular route: add one with SQL and a reload NOTIFY.
 
 Two more lines refine the OpenAPI document (app/http/openapi.py) where a signature says
@@ -28,7 +32,10 @@ from .route_table import Argument, Route, RouteTable, compile_template
 log = logging.getLogger(__name__)
 
 TAG = re.compile(r"^@http\s+([A-Z]+)\s+(/\S*)\s*$")
-SSE_TAG = re.compile(r"^@sse\s+(/\S*)\s+channel=([a-z_][a-z0-9_]*)\s*$")
+SSE_TAG = re.compile(
+    r"^@sse\s+(/\S*)\s+channel=([a-z_][a-z0-9_]*)"
+    r"(?:\s+position=([a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*))?\s*$"
+)
 PARAM_TAG = re.compile(r"^@param\s+([a-z_][a-z0-9_]*)\s+(\{.*\})\s*$")
 BODY_TAG = re.compile(r"^@body\s+(\{.*\})\s*$")
 # A stream function: (after_id bigint, max_events integer) returning (id, event, data) rows.
@@ -46,7 +53,13 @@ select
         select pg_catalog.format_type(t, null)
         from unnest(p.proargtypes) with ordinality as a(t, n) order by n
     ),
-    p.pronargdefaults
+    p.pronargdefaults,
+    array(
+        select a.n
+        from unnest(p.proargnames, p.proargmodes) with ordinality as a(n, m, i)
+        where a.m = 't'
+        order by a.i
+    )
 from pg_catalog.pg_proc as p
 where p.pronamespace = %s::regnamespace
     and p.prokind = 'f'
@@ -62,7 +75,7 @@ class RouteError(ValueError):
 
 def parse_routes(schema: str, row: tuple) -> list[Route]:
     """The routes one catalog row declares (a function may declare several)."""
-    name, comment, volatility, returns_set, arg_names, arg_types, n_defaults = row
+    name, comment, volatility, returns_set, arg_names, arg_types, n_defaults, columns = row
     if len(arg_names) != len(arg_types) or any(not n for n in arg_names):
         raise RouteError(f"{schema}.{name}: every argument of a route function needs a name")
     n_required = len(arg_types) - n_defaults
@@ -76,7 +89,7 @@ def parse_routes(schema: str, row: tuple) -> list[Route]:
     routes = []
     for line in lines:
         if line.startswith(("@http", "@sse")):
-            method, template, channel = _read_tag(f"{schema}.{name}", line.strip())
+            method, template, channel, position = _read_tag(f"{schema}.{name}", line.strip())
             route = Route(
                 method,
                 template.rstrip("/") or "/",
@@ -88,6 +101,8 @@ def parse_routes(schema: str, row: tuple) -> list[Route]:
                 description,
                 compile_template(template),
                 channel,
+                position,
+                tuple(columns or ()),
                 schemas,
                 body_schema,
             )
@@ -96,16 +111,17 @@ def parse_routes(schema: str, row: tuple) -> list[Route]:
     return routes
 
 
-def _read_tag(function: str, line: str) -> tuple[str, str, str | None]:
-    """(method, path template, stream channel or None) from one tag line."""
+def _read_tag(function: str, line: str) -> tuple[str, str, str | None, str | None]:
+    """(method, path template, stream channel or None, position function or None) from
+    one tag line."""
     if line.startswith("@sse"):
         stream = SSE_TAG.match(line)
         if stream:
-            return "GET", stream.group(1), stream.group(2)
+            return "GET", stream.group(1), stream.group(2), stream.group(3)
     else:
         match = TAG.match(line)
         if match and match.group(1) in METHODS:
-            return match.group(1), match.group(2), None
+            return match.group(1), match.group(2), None, None
     raise RouteError(f"{function}: cannot read route tag {line!r}")
 
 
@@ -147,10 +163,28 @@ def _check(route: Route) -> None:
                 f"{function}: a stream function takes (after_id bigint, max_events integer),"
                 " returns a set of (id, event, data) rows and has no path parameters"
             )
+        _check_stream_params(function, route)
         return
     missing = [p for p in route.path_params if route.argument(p) is None]
     if missing:
         raise RouteError(f"{function}: path parameter(s) {missing} are not arguments")
+
+
+def _check_stream_params(function: str, route: Route) -> None:
+    """A stream's filters (its arguments after the first two) are optional, and each is
+    returned per row as match_<name>, after (id, event, data), to match live events."""
+    required = [a.name for a in route.stream_params if a.required]
+    if required:
+        raise RouteError(f"{function}: stream filter(s) {required} need a default")
+    if not route.stream_params:
+        return
+    wanted = [f"match_{a.name}" for a in route.stream_params]
+    missing = [c for c in wanted if c not in route.columns[3:]]
+    if route.columns[:3] != ("id", "event", "data") or missing:
+        raise RouteError(
+            f"{function}: a stream with filters returns table (id, event, data, "
+            f"{', '.join(wanted)}); missing {missing or ['id, event, data first']}"
+        )
 
 
 def from_rows(schema: str, rows: Iterable[tuple]) -> RouteTable:

@@ -62,9 +62,16 @@ def _parameters(route: Route) -> list[dict[str, Any]]:
     return path + query
 
 
-def _stream_parameters() -> list[dict[str, Any]]:
-    event_id = {"type": "string", "pattern": "^\\s*[0-9]{1,18}\\s*$"}
+def _stream_parameters(route: Route) -> list[dict[str, Any]]:
+    """A stream's filters (its function's arguments after after_id and max_events), as
+    a GET route's query parameters, then where to resume: a position, or (with a
+    position function) any token it knows, e.g. an event's uuid."""
+    event_id: dict[str, Any] = {"type": "string", "pattern": "^\\s*[0-9]{1,18}\\s*$"}
+    if route.position is not None:
+        event_id = {"type": "string", "description": "A position, or an event id (e.g. a uuid)"}
+    filters = [_parameter(route, a, "query") for a in route.stream_params]
     return [
+        *filters,
         {"name": "Last-Event-ID", "in": "header", "required": False, "schema": event_id},
         {"name": "last_event_id", "in": "query", "required": False, "schema": event_id},
     ]
@@ -94,7 +101,7 @@ def _success(route: Route) -> dict[str, Any]:
 
 
 def operation(route: Route, op_id: str, security: list[dict[str, list[str]]]) -> dict[str, Any]:
-    parameters = _stream_parameters() if route.is_stream else _parameters(route)
+    parameters = _stream_parameters(route) if route.is_stream else _parameters(route)
     body = _body(route)
     summary, _, _ = route.description.partition("\n")
     op: dict[str, Any] = {

@@ -144,15 +144,44 @@ def call_statement(route: Route, names: tuple[str, ...], body_arg: str | None) -
     )
 
 
+@lru_cache(maxsize=256)
+def stream_statement(route: Route, names: tuple[str, ...] = ()) -> Statement:
+    """``select id, event, data::text from schema.fn(after_id, max_events)``.
+
+    A stream with filters also selects its ``match_<filter>`` columns (as text, for
+    matching live events: app/streams/filters.py) and passes the filters a client gave
+    (``names``, in argument order) by name, each cast to its argument's type: absent
+    ones are left out, so the function's defaults apply, as for HTTP routes.
+    """
+    params = route.stream_params
+    selected = sql.SQL("").join(
+        sql.SQL(", {}::text").format(sql.Identifier(f"match_{a.name}")) for a in params
+    )
+    given = [a for a in params if a.name in names]
+    named = sql.SQL("").join(
+        sql.SQL(", {} => ${}").format(sql.Identifier(a.name), sql.SQL(str(n)))
+        for n, a in enumerate(given, start=3)
+    )
+    statement = sql.SQL("select id, event, data::text{} from {}($1, $2{})").format(
+        selected, sql.Identifier(route.schema, route.function), named
+    )
+    types = {"after_id": "bigint", "limit": "integer"}
+    types.update({stream_param(a.name): a.type for a in given})
+    return Statement.of(route.function, statement.as_string(None), types)
+
+
+def stream_param(name: str) -> str:
+    """The placeholder of a stream filter (apart from the context's and after_id/limit)."""
+    return f"filter_{name}"
+
+
 @lru_cache(maxsize=64)
-def stream_statement(route: Route) -> Statement:
-    """``select id, event, data::text from schema.fn(after_id, max_events)``."""
-    statement = sql.SQL("select id, event, data::text from {}($1, $2)").format(
-        sql.Identifier(route.schema, route.function)
-    )
-    return Statement.of(
-        route.function, statement.as_string(None), {"after_id": "bigint", "limit": "integer"}
-    )
+def position_statement(function: str) -> Statement:
+    """``select schema.fn($1)``: a stream's position for a resume token. The token's type
+    is left to PostgreSQL (unknown: the function's argument type, text or uuid...)."""
+    schema, _, name = function.partition(".")
+    statement = sql.SQL("select {}($1)").format(sql.Identifier(schema, name))
+    return Statement.of(f"{name}_position", statement.as_string(None), {"token": "unknown"})
 
 
 @lru_cache(maxsize=2048)

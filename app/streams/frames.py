@@ -12,22 +12,23 @@ import re
 class Frame:
     """One encoded SSE frame. Falcon writes what ``serialize()`` returns."""
 
-    __slots__ = ("data", "event_id")
+    __slots__ = ("data", "event_id", "matches")
 
-    def __init__(self, event_id: int, data: bytes) -> None:
+    def __init__(self, event_id: int, data: bytes, matches: tuple | None = None) -> None:
         self.event_id = event_id
         self.data = data
+        self.matches = matches  # a filtered stream's match_<filter> values (filters.py)
 
     def serialize(self, handler: object = None) -> bytes:
         return self.data
 
 
-def encode(event_id: int, event: str, data: str | None) -> Frame:
+def encode(event_id: int, event: str, data: str | None, matches: tuple | None = None) -> Frame:
     """``id:``, ``event:``, then ``data:`` lines (one line for JSON from PostgreSQL)."""
     lines = LINE_BREAK.split(data if data is not None else "null")
     body = "".join(f"data: {line}\n" for line in lines)
     name = " ".join(event.split())
-    return Frame(event_id, f"id: {event_id}\nevent: {name}\n{body}\n".encode())
+    return Frame(event_id, f"id: {event_id}\nevent: {name}\n{body}\n".encode(), matches)
 
 
 LINE_BREAK = re.compile(r"\r\n|\r|\n")  # SSE's line ends only (not U+2028 and the like)

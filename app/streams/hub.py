@@ -32,10 +32,13 @@ from .subscriber import SlowClient, Subscriber
 
 log = logging.getLogger("app.streams")  # one logger for everything the streams log
 
-Row = tuple[int, str | None, str | None]  # (event id, event name or None, data JSON text)
-Fetch = Callable[[Route, int | None, int, Any], Awaitable[list[Row]]]
+# (event id, event name or None, data JSON text, then a filtered stream's match values)
+Row = tuple[Any, ...]
+# (route, after id, limit, context or None for the hub's own read, filters or None)
+Fetch = Callable[..., Awaitable[list[Row]]]
 
 TOO_FAR_BEHIND = "last_event_id is further behind than this server replays (SSE_REPLAY_LIMIT)"
+UNKNOWN = "last_event_id is unknown"  # as internal.read_events says it
 HEARTBEAT_SLICE = 500  # clients pinged per turn of the event loop
 DROPPED = "emberlog: SSE client dropped"  # the cancel message the app absorbs
 
@@ -88,7 +91,7 @@ class Hub:
 
     def _append(self, rows: list[Row]) -> None:
         appended = False
-        for event_id, event, data in rows:
+        for event_id, event, data, *matches in rows:
             if not self.ready.is_set():
                 self._restart_at(event_id)  # the newest id: live starts after it
                 self.ready.set()
@@ -103,7 +106,7 @@ class Hub:
             elif event is None:
                 self.cursor = event_id  # a position only
             else:
-                self._push(encode(event_id, event, data))
+                self._push(encode(event_id, event, data, tuple(matches) if matches else None))
                 appended = True
         if appended:
             self.last_frame_at = asyncio.get_running_loop().time()
@@ -138,12 +141,14 @@ class Hub:
         last_id: int | None,
         replay_limit: int | None = None,
         on_close: Callable[[], None] | None = None,
+        wants: Callable[[Any], bool] | None = None,
     ) -> tuple[Subscriber, bool]:
         """A new client and whether it must first replay from the log.
 
         A client that would replay more than ``replay_limit`` events is given a reset
         instead. ``on_close`` is called once when the client is unsubscribed, however its
-        stream ends. Synchronous on purpose: nothing is appended between choosing the
+        stream ends; ``wants`` picks the live frames a filtered client takes
+        (app/streams/filters.py). Synchronous on purpose: nothing is appended between choosing the
         position and registering the client.
         """
         if last_id is None:
@@ -157,6 +162,7 @@ class Hub:
         else:
             sub, replay = Subscriber(self.end, last_id), True
         sub.on_close = on_close
+        sub.wants = wants
         self.subscribers.add(sub)
         self.metrics.sse_clients.inc()
         return sub, replay
@@ -169,15 +175,20 @@ class Hub:
             return False
         return self.cursor - last_id > replay_limit
 
-    def _reset_frame(self, last_id: int) -> Frame:
+    def _reset_frame(self, last_id: int | str, reason: str = TOO_FAR_BEHIND) -> Frame:
         """The ``reset`` a pruned log gives (see internal.read_events): the client refetches
         and goes on live after the hub's cursor, where this client starts in the ring."""
         data = {
-            "reason": TOO_FAR_BEHIND,
+            "reason": reason,
             "last_event_id": last_id,
             "resume_after": self.cursor,
         }
         return encode(self.cursor, "reset", json.dumps(data))
+
+    def reset_unknown(self, sub: Subscriber, token: str) -> None:
+        """A client subscribed live (no id) whose resume token names no position (see
+        app/streams/sse.py): it is sent a ``reset`` first, as for an unknown id."""
+        sub.reset = self._reset_frame(token, UNKNOWN)
 
     def _position_after(self, last_id: int) -> int:
         position = self.end
@@ -211,7 +222,8 @@ class Hub:
             assert frame is not None
             if frame.event_id > sub.last_id:
                 sub.last_id = frame.event_id
-                return frame
+                if sub.wants is None or sub.wants(frame.matches):
+                    return frame
         return None
 
     async def heartbeat(self, quiet_for: float, stuck_after: float) -> None:

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import psycopg
 
 from ..database.route_table import Route
 from ..http.calls import Context, read_rows
-from ..http.statements import stream_statement
+from ..http.statements import position_statement, stream_param, stream_statement
 from .hub import Row
 
 if TYPE_CHECKING:
@@ -35,19 +38,46 @@ def stream_context(state: AppState, route: Route) -> Context:
 
 
 async def fetch_events(
-    state: AppState, route: Route, after: int | None, limit: int, context: Context | None
+    state: AppState,
+    route: Route,
+    after: int | None,
+    limit: int,
+    context: Context | None,
+    values: Mapping[str, Any] | None = None,
 ) -> list[Row]:
-    """Rows of a stream function after an id: the hub's (context None), in a
-    transaction that may write, so the function may publish what writers queued
-    (internal.publish_events); or a resuming client's, read-only, as it."""
+    """Rows of a stream function after an id: the hub's (context None, no filters), in
+    a transaction that may write, so the function may publish what writers queued
+    (internal.publish_events); or a resuming client's, read-only, as it, through the
+    filters it gave (``values``)."""
+    values = values or {}
+    names = tuple(a.name for a in route.stream_params if a.name in values)
+    params: dict[str, Any] = {"after_id": after, "limit": limit}
+    params.update({stream_param(n): values[n] for n in names})
     return await read_rows(  # type: ignore[return-value]
         state.require_pool(),
-        stream_statement(route),
-        {"after_id": after, "limit": limit},
+        stream_statement(route, names),
+        params,
         context or stream_context(state, route),
         read_only=context is not None,
         prepared=state.settings.prepared_statements,
     )
+
+
+async def find_position(state: AppState, route: Route, token: str, context: Context) -> int | None:
+    """The position the route's position function gives a resume token, as the client's
+    role; None when it knows none (null) or the token is no value of its argument's type."""
+    assert route.position is not None
+    try:
+        rows = await read_rows(
+            state.require_pool(),
+            position_statement(route.position),
+            {"token": token},
+            context,
+            prepared=state.settings.prepared_statements,
+        )
+    except psycopg.DataError:  # e.g. not a uuid: no such event
+        return None
+    return rows[0][0] if rows else None
 
 
 async def refresh_stream_metrics(state: AppState, every: float) -> None:

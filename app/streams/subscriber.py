@@ -43,7 +43,9 @@ class Subscriber:
         "sending",
         "sending_since",
         "task",
+        "values",
         "waiter",
+        "wants",
     )
 
     def __init__(self, position: int, last_id: int) -> None:
@@ -57,6 +59,8 @@ class Subscriber:
         self.task = asyncio.current_task()
         self.reset: Frame | None = None  # sent first instead of a replay (too far behind)
         self.on_close: Callable[[], None] | None = None  # called once, when unsubscribed
+        self.values: dict[str, Any] = {}  # the stream filters given (for the replay)
+        self.wants: Callable[[Any], bool] | None = None  # which live frames (filters.py)
 
     def wake(self) -> None:
         waiter, self.waiter = self.waiter, None
@@ -128,10 +132,18 @@ def _next(hub: Hub, sub: Subscriber) -> Frame | None:
 
 
 async def _replay(hub: Hub, sub: Subscriber, context: Any) -> AsyncIterator[Frame]:
-    """Every event after the client's id, from the log, as the client's role."""
+    """Every event after the client's id, from the log, as the client's role, through
+    its filters. A stream with filters may return fewer rows than a whole batch and
+    still have more (it reads a batch, then filters): it is read until a call moves the
+    position no further."""
+    filtered = bool(hub.route.stream_params)
     while not sub.closed:
-        rows = await hub.fetch(hub.route, sub.last_id, hub.batch, context)
-        for event_id, event, data in rows:
+        before = sub.last_id
+        if filtered:
+            rows = await hub.fetch(hub.route, sub.last_id, hub.batch, context, sub.values)
+        else:
+            rows = await hub.fetch(hub.route, sub.last_id, hub.batch, context)
+        for event_id, event, data, *_ in rows:
             if sub.closed:
                 return
             # Only a reset may move the position back (the log does not know the id).
@@ -142,5 +154,5 @@ async def _replay(hub: Hub, sub: Subscriber, context: Any) -> AsyncIterator[Fram
                 hub.metrics.sse_events_replayed.inc()
                 hub.metrics.sse_events_delivered.inc()
                 yield encode(event_id, event, data)
-        if len(rows) < hub.batch:
+        if (len(rows) < hub.batch) if not filtered else (not rows or sub.last_id == before):
             return

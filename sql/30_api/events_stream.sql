@@ -1,7 +1,7 @@
 -- The generic live stream of canonical events (issue 15, item 5; DESIGN §5, §5b): every
 -- envelope in the order the stream log published it, filtered in SQL, resumable by
--- position or by event_id. No route yet: the @sse tag comes with the engine's stream
--- parameters (a route now would serve unfiltered events to filtered clients).
+-- position or by event_id. Served as GET /api/v1/sse (the @sse tag below): its
+-- arguments after (after_id, max_events) are the route's query filters.
 
 create function api.event_stream(
     after_id bigint,
@@ -119,13 +119,38 @@ begin
 end
 $$;
 
-comment on function api.event_stream(bigint, integer, text, text[], text, text) is
-'The generic live stream (GET /api/v1/sse, issue 15 item 5; the @sse route comes with the engine''s stream parameters). '
-'A stream function: rows after after_id in id order (the position of data.events, shared with the incidents stream), at most max_events events (1 to 1000) read per call. '
-'Each event row: id, event = the envelope''s event_type, data = api.event_json(envelope), and its filterable attributes match_domain, match_event_type, match_system (source.system), match_site (payload.site, EVENT_MODEL v0.2 §4.1/§4.2), for matching live events per client (null on other rows). '
-'Every envelope is one event: ingested ones (the envelopes stream) and each incident''s dispatch.incident.created (its event of the incidents stream). '
-'Filters, null for any: domain, event_type (any of them), system, site; AND across them. Events filtered out are not returned, but when the batch''s last event is filtered out a position-only row (event null, the rest null) carries its id, so the resume position moves on. '
-'after_id null: one marker row with the newest id (event null). after_id older than retention or unknown: a reset row (event reset), then events after the newest id. Resume by event_id with api.event_position.';
+-- The channel in the @sse tag is the one the triggers ring (internal.events_channel()),
+-- written into the comment as for api.incident_events (sql/30_api/incidents.sql).
+do $comment$
+begin
+    execute pg_catalog.format(
+        'comment on function api.event_stream(bigint, integer, text, text[], text, text) is %L',
+        '@sse /api/v1/sse channel=' || internal.events_channel()
+        || ' position=api.event_position' || E'\n'
+        || '@param domain {"maxLength": 200}' || E'\n'
+        || '@param event_type {"maxItems": 20, "items": {"type": "string", "maxLength": 200}}'
+        || E'\n'
+        || '@param system {"maxLength": 200}' || E'\n'
+        || '@param site {"maxLength": 200}' || E'\n'
+        || 'The generic live stream of canonical events: every envelope (ingested ones and'
+        || ' each incident''s dispatch.incident.created), event = its event_type, data ='
+        || ' the envelope. Filters domain, event_type (repeat the key: any of them), system'
+        || ' (source.system), site (payload.site); AND across keys. Resume with'
+        || ' Last-Event-ID or last_event_id: a position (the id: of a frame) or an'
+        || ' envelope''s event_id (api.event_position); unknown: a reset event.'
+        || E'\n\n'
+        || 'A stream function: rows after after_id in id order (the position of'
+        || ' data.events, shared with the incidents stream), at most max_events events'
+        || ' (1 to 1000) read per call. Each event row: id, event, data, then its'
+        || ' filterable attributes match_domain, match_event_type, match_system,'
+        || ' match_site (for matching live events per client; null on other rows).'
+        || ' Events filtered out are not returned, but when the batch''s last event is'
+        || ' filtered out a position-only row (event null) carries its id. after_id null:'
+        || ' one marker row with the newest id. after_id older than retention or unknown:'
+        || ' a reset row, then events after the newest id.'
+    );
+end
+$comment$;
 
 create function api.event_position(event_id uuid)
 returns bigint

@@ -28,6 +28,7 @@ async def test_the_document_is_valid_openapi_and_describes_the_sql_routes(client
         INCIDENTS,
         f"{INCIDENTS}/{{id}}",
         "/api/v1/sse/incidents",
+        "/api/v1/sse",
         "/api/v1/events",
         "/api/v1/ingest/events",
     }

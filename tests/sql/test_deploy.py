@@ -231,7 +231,10 @@ def test_the_stream_channel_is_the_one_the_trigger_rings(database_url, db):
     assert sum(text.count("emberlog_events") for text in SQL_TEXT.values()) == 1
     (channel,) = db.execute("select internal.events_channel()").fetchone()
     streams = [r for r in routes.load_sync(db, "api").routes if r.is_stream]
-    assert [(r.function, r.channel) for r in streams] == [("incident_events", channel)]
+    assert [(r.function, r.channel) for r in streams] == [
+        ("event_stream", channel),
+        ("incident_events", channel),
+    ]
     with pg.connect_as(database_url, "emberlog_ingest") as ingest:
         db.execute(f"listen {channel}")
         create(ingest)

@@ -1,4 +1,4 @@
-"""The generic event stream (api.event_stream, issue 15 item 5; no route yet): every
+"""The generic event stream (api.event_stream, served as GET /api/v1/sse): every
 envelope once, in publication order (ingested ones and each incident's
 dispatch.incident.created), filters in SQL, filtered-out events still move the position,
 resume by event_id (api.event_position), late commits, retention."""
