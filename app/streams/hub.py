@@ -235,8 +235,15 @@ class Hub:
         ]:
             self._drop_stuck(sub)  # one write has taken longer than stuck_after: gone
         if now - self.last_frame_at < quiet_for:
-            return
-        subscribers = list(self.subscribers)
+            # Every client took that frame, but for filtered ones that did not want it:
+            # those not written to within quiet_for are pinged all the same.
+            subscribers = [
+                s
+                for s in self.subscribers
+                if s.wants is not None and now - s.sending_since >= quiet_for
+            ]
+        else:
+            subscribers = list(self.subscribers)
         for start in range(0, len(subscribers), HEARTBEAT_SLICE):
             for sub in subscribers[start : start + HEARTBEAT_SLICE]:
                 sub.ping = True

@@ -221,3 +221,26 @@ def test_live_matching_is_equal_or_any_of_and_across_filters_and_null_never_matc
     only_at = filters.wants(route, {"at": "x"})
     assert only_at is not None and only_at((None, "x")) and not only_at(("a", None))
     assert not only_at(None)  # a frame without match values (never a filtered stream's)
+
+
+async def test_a_filtered_client_gets_heartbeats_while_only_other_events_flow(db, settings):
+    settings = dataclasses.replace(settings, sse_heartbeat=0.2)
+    async with app_client(settings) as client:
+
+        async def others() -> None:
+            while True:
+                await ingest(client, event("q.r.s"))
+                await asyncio.sleep(0.03)
+
+        query = "event_type=none.such.type"
+        async with client.simulate_get_stream(SSE, query_string=query) as sr:
+            writing = asyncio.create_task(others())
+            parser = FrameParser()
+            try:
+                async with asyncio.timeout(5):
+                    while parser.comments < 2:
+                        assert parser.feed(await sr.stream.read()) == []
+                        await asyncio.sleep(0.01)
+            finally:
+                writing.cancel()
+    assert parser.comments >= 2
