@@ -32,11 +32,9 @@ class Streams:
         self.per_address = OpenStreams()  # process-wide: outlives the hubs a reload replaces
 
     def sync(self, routes: list[Route]) -> set[str]:
-        """Hubs for the stream routes now declared; returns their channels. In a fixed
-        order, deepest path first (/api/v1/sse/incidents before /api/v1/sse): the
-        incident stream, the first there was, stays the first hub."""
+        """Hubs for the stream routes now declared; returns their channels."""
         hubs: dict[str, Hub] = {}
-        for route in sorted(routes, key=lambda r: r.template, reverse=True):
+        for route in routes:
             hub = self.hubs.get(route.template)
             if hub is None or hub.route.function != route.function:
                 hub = Hub(route, self.fetch, self.capacity, self.batch, self.metrics)

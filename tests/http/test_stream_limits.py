@@ -68,7 +68,7 @@ async def test_one_stream_over_the_cap_is_a_429_and_other_addresses_still_stream
         await open_stream(stack, client, remote_addr="2001:db8::1")
         for _ in range(CAP + 1):  # no known address (a Unix socket): not capped
             await open_stream(stack, client)
-        hub = next(iter(client.app_state.streams.hubs.values()))
+        hub = client.app_state.streams.hubs[STREAM]
         assert len(hub.subscribers) == CAP + 2 + CAP + 1  # the refused one never subscribed
         metrics = (await client.simulate_get("/metrics")).text
     assert "emberlog_sse_streams_refused_total 1.0" in metrics
