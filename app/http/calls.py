@@ -32,7 +32,7 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool
 
 from ..database.route_table import Route
-from .errors import ApiError
+from .errors import ApiError, cannot_cast
 from .prepared import forget, prepare
 from .statements import CONTEXT, Statement, call_statement, script
 
@@ -207,11 +207,5 @@ async def _name_bad_argument(
         try:
             await conn.execute(probe, (json.dumps({"v": value}),))
         except psycopg.Error as cast_error:
-            message = cast_error.diag.message_primary or "invalid value"
-            return ApiError(
-                400,
-                f"{name}: {message}",
-                "invalid_parameter",
-                {"parameter": name, "expected": arg_type},
-            )
+            return cannot_cast(name, cast_error.diag.message_primary, arg_type)
     return exc

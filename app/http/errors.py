@@ -67,6 +67,16 @@ class ApiError(Exception):
         )
 
 
+def cannot_cast(name: str, message: str | None, expected: str) -> ApiError:
+    """400 for a value PostgreSQL could not cast to its argument's type, naming it."""
+    return ApiError(
+        400,
+        f"{name}: {message or 'invalid value'}",
+        "invalid_parameter",
+        {"parameter": name, "expected": expected},
+    )
+
+
 def phrase(status: int) -> str:
     """The reason phrase of a status; a plain one for statuses HTTP does not name."""
     try:

@@ -24,7 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 from ..database.route_table import Route
 from ..http.binding import bind_query, check_bounds
 from ..http.calls import Call
-from ..http.errors import ApiError
+from ..http.errors import ApiError, cannot_cast
 
 # Values of these types are compared as given: nothing to cast (no round trip).
 AS_GIVEN = frozenset({"text", "text[]", "character varying", "character varying[]"})
@@ -79,13 +79,7 @@ async def canonical(
             async with pool.connection() as conn:
                 row = await (await conn.execute(cast, (values[arg.name],))).fetchone()
         except psycopg.DataError as exc:
-            message = exc.diag.message_primary or "invalid value"
-            raise ApiError(
-                400,
-                f"{arg.name}: {message}",
-                "invalid_parameter",
-                {"parameter": arg.name, "expected": arg.type},
-            ) from None
+            raise cannot_cast(arg.name, exc.diag.message_primary, arg.type) from None
         assert row is not None
         result[arg.name] = row[0]
     return result
