@@ -46,7 +46,7 @@ from ops.local import LocalServer, free_port, local_server, wait_ready  # noqa: 
 
 HERE = Path(__file__).resolve().parent
 SCENARIOS = ("healthz", "get_by_id", "list", "list_filtered", "list_search", "create")
-GROWTH_SCENARIOS = ("list", "list_filtered", "list_search")
+GROWTH_SCENARIOS = ("list", "list_filtered", "list_search", "events", "events_filtered")
 TARGETS = {  # req/s on the 2-core reference machine (issue 5)
     "healthz": 20000,
     "get_by_id": 4500,
@@ -153,36 +153,42 @@ def pgbench(database_url: str, rows: int, args: argparse.Namespace, workdir: Pat
 
 
 def grow(database_url: str, rows: int) -> float:
-    """Append seeded incidents until there are `rows`; returns the seconds it took.
-    Triggers are off for the load (no stream event per seeded row); the trigger-kept
-    count is rebuilt after it, and the statistics refreshed."""
+    """Append seeded incidents, and as many event envelopes, until there are `rows` of
+    each; returns the seconds it took. Triggers are off for the load (no stream event per
+    seeded row); the trigger-kept count is rebuilt after it, and the statistics
+    refreshed."""
     started = time.perf_counter()
-    seed = (HERE / "seed.sql").read_text()
     with psycopg.connect(database_url, autocommit=True) as conn:
-        (have,) = conn.execute("select count(*) from data.incidents").fetchone()  # type: ignore[misc]
-        if have >= rows:
-            return 0.0
-        with conn.transaction():
-            conn.execute("set local session_replication_role = replica")
-            conn.execute(seed, {"first": have + 1, "last": rows})  # type: ignore[arg-type]
+        for table, seed in (("incidents", "seed.sql"), ("event_envelopes", "seed_events.sql")):
+            (have,) = conn.execute(f"select count(*) from data.{table}").fetchone()  # type: ignore[misc]
+            if have >= rows:
+                continue
+            with conn.transaction():
+                conn.execute("set local session_replication_role = replica")
+                text = (HERE / seed).read_text()
+                conn.execute(text, {"first": have + 1, "last": rows})  # type: ignore[arg-type]
+            conn.execute(f"vacuum analyze data.{table}")
         conn.execute("select internal.recount_incidents()")
-        conn.execute("vacuum analyze data.incidents")
     return time.perf_counter() - started
 
 
-STRATEGY_PROBES = {  # one request like each growth scenario's, to read total_exact
-    "list": "page_size=50",
-    "list_filtered": "page_size=50&incident_type=Structure%20Fire&units=E1",
-    "list_search": "page_size=50&q=smoke",
+# One request like each growth scenario's, to read whether its total was counted.
+STRATEGY_PROBES = {
+    "list": "/api/v1/incidents?page_size=50",
+    "list_filtered": "/api/v1/incidents?page_size=50&incident_type=Structure%20Fire&units=E1",
+    "list_search": "/api/v1/incidents?page_size=50&q=smoke",
+    "events": "/api/v1/events?limit=50",
+    "events_filtered": "/api/v1/events?limit=50&event_type=traffic.call.started&system=S1",
 }
 
 
 def count_strategy(base: str) -> dict[str, str]:
     """Per growth scenario: whether its responses' total was counted or estimated."""
     strategies = {}
-    for name, query in STRATEGY_PROBES.items():
-        body = httpx.get(f"{base}/api/v1/incidents?{query}", timeout=30).json()
-        strategies[name] = "exact" if body["total_exact"] else "estimate"
+    for name, path in STRATEGY_PROBES.items():
+        body = httpx.get(f"{base}{path}", timeout=30).json()
+        exact = body["pagination"]["total_exact"] if "pagination" in body else body["total_exact"]
+        strategies[name] = "exact" if exact else "estimate"
     return strategies
 
 
@@ -275,7 +281,7 @@ def report(
         "of the bare reference handler (target: 75 %). "
         f"Worker RSS after the run: {', '.join(f'{r:.0f} MB' for r in rss)} (target: < 80 MB).",
         "",
-        "| incidents | scenario | p50 ms | p99 ms | req/s | count strategy |",
+        "| incidents and events | scenario | p50 ms | p99 ms | req/s | count strategy |",
         "|---:|---|---:|---:|---:|---|",
     ]
     for rows, strategy, grown in growth:
@@ -291,7 +297,10 @@ def report(
             f"{name} {last[2][name].p50_ms / first[2][name].p50_ms:.2f}x"
             for name in GROWTH_SCENARIOS
         )
-        lines += ["", f"p50 at {last[0]:,} vs {first[0]:,} incidents: {ratios} (target: <= 2x)."]
+        lines += [
+            "",
+            f"p50 at {last[0]:,} vs {first[0]:,} rows: {ratios} (target: <= 2x).",
+        ]
     return "\n".join(lines)
 
 
@@ -374,8 +383,9 @@ def baselines(database_url: str, workdir: Path, args: argparse.Namespace) -> dic
 
 
 def grown(server: LocalServer, size: int, args: argparse.Namespace) -> Growth:
-    """The table grown to `size` incidents, then the list scenarios measured again."""
-    say(f"growing to {size:,} incidents")
+    """The tables grown to `size` incidents and events, then the list scenarios measured
+    again."""
+    say(f"growing to {size:,} incidents and events")
     say(f"  {grow(server.database_url, size):.1f} s")
     runs = {}
     for name in GROWTH_SCENARIOS:

@@ -1,5 +1,6 @@
 -- wrk script for `make bench`: one scenario per run, chosen by environment variables.
---   BENCH_SCENARIO  healthz | get_by_id | list | list_filtered | list_search | create | reference
+--   BENCH_SCENARIO  healthz | get_by_id | list | list_filtered | list_search | events |
+--                   events_filtered | create | reference
 --   BENCH_ROWS      ids are drawn from 1..BENCH_ROWS (get_by_id, reference)
 --   BENCH_API_KEY   X-API-Key for create
 --   BENCH_NONCE     makes create's source_audio unique across runs
@@ -18,6 +19,10 @@ local types = {
 local units = { "E1", "E2", "E5", "E9", "E12", "L1", "L3", "M2", "M4", "M7", "BC1", "R1" }
 local terms = { "smoke", "patient", "gas", "flames", "extrication", "hydrant", "chest%20pain",
   "alarm", "vehicle", "elderly%20fall" }
+
+local event_types = { "traffic.call.started", "traffic.call.ended", "alert.delivery.sent",
+  "system.site.decode_rate.updated" }
+local systems = { "S1", "S2", "S3", "S4", "S5" }
 
 local threads = {}
 local counter = 0
@@ -46,6 +51,10 @@ local paths = {
     return "/api/v1/incidents?page_size=50&incident_type=" .. pick(types) .. "&units=" .. pick(units)
   end,
   list_search = function() return "/api/v1/incidents?page_size=50&q=" .. pick(terms) end,
+  events = function() return "/api/v1/events?limit=50" end,
+  events_filtered = function()
+    return "/api/v1/events?limit=50&event_type=" .. pick(event_types) .. "&system=" .. pick(systems)
+  end,
 }
 
 local function create()
