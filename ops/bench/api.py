@@ -70,6 +70,7 @@ class Run:
     p50_ms: float
     p99_ms: float
     errors: int  # status >= 400 plus socket errors (wrk); failed transactions (pgbench)
+    socket_errors: int = 0  # of errors: connect, read, write and timeout errors (wrk)
 
 
 Growth = tuple[int, dict[str, str], dict[str, Run]]  # incidents, count strategies, runs
@@ -113,6 +114,7 @@ def wrk(base: str, scenario: str, seconds: float, args: argparse.Namespace, **en
         stats["p50_us"] / 1000,
         stats["p99_us"] / 1000,
         stats["status_errors"] + stats["socket_errors"],
+        stats["socket_errors"],
     )
 
 
@@ -436,7 +438,8 @@ def scaled(args: argparse.Namespace) -> argparse.Namespace:
 def describe(run: Run) -> str:
     return (
         f"{run.name:<14} {run.rps:>9,.0f} req/s  p50 {run.p50_ms:6.2f} ms  "
-        f"p99 {run.p99_ms:6.2f} ms  errors {run.errors}".replace("nan", "  -")
+        f"p99 {run.p99_ms:6.2f} ms  errors {run.errors}"
+        f"{f' ({run.socket_errors} socket)' if run.socket_errors else ''}".replace("nan", "  -")
     )
 
 
