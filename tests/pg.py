@@ -172,12 +172,16 @@ def behaviour(conn: psycopg.Connection) -> dict[str, dict[str, tuple]]:
 
 
 def empty_tables(conn: psycopg.Connection) -> None:
-    """Incidents, the event queue and log and the event envelopes emptied, ids from 1
+    """Incidents, the event queue and log, the event envelopes and the traffic state emptied, ids from 1
     again, nothing pruned. Locked in the order a stream fetch locks them (queue, log,
     then what it joins), so emptying under a running server's fetch cannot deadlock."""
     conn.execute(
         "truncate data.event_queue, data.events, data.event_envelopes, data.incidents"
         " restart identity"
+    )
+    conn.execute(
+        "truncate data.traffic_feeds, data.traffic_sites, data.traffic_decode_history,"
+        " data.traffic_recorders, data.traffic_calls"
     )
     conn.execute("update data.event_log_state set pruned_through = 0, envelopes_pruned_through = 0")
 

@@ -24,6 +24,16 @@ grant execute on function
 api.event_stream(bigint, integer, text, text[], text, text),
 api.event_position(uuid)
 to emberlog_reader;
+-- the traffic monitor's views and reads.
+grant select on
+api.traffic_sites, api.traffic_recorders, api.traffic_feeds, api.traffic_live_calls,
+api.traffic_decode_history, api.traffic_call_events
+to emberlog_reader, emberlog_anon;
+grant execute on function
+api.get_traffic_summary(text),
+api.list_live_calls(text, text[], text, boolean),
+api.get_decode_history(text, text)
+to emberlog_reader, emberlog_anon;
 
 -- Anonymous web requests: the read routes.
 grant select on api.incidents, api.recent_incidents, api.incident_count to emberlog_anon;
@@ -45,6 +55,8 @@ to emberlog_anon;
 grant execute on function api.create_incident(jsonb) to emberlog_ingest;
 -- and the event ingest route (API_CONTRACT §5).
 grant execute on function api.ingest_events(jsonb) to emberlog_ingest;
+-- and Trunk Recorder's status (the route, and emberlog-api mqtt-bridge).
+grant execute on function api.ingest_trunk_recorder(jsonb) to emberlog_ingest;
 
 -- The authenticator itself: look up a key's role, record use. Nothing else in auth.
 revoke execute on all functions in schema auth from public;

@@ -1,0 +1,321 @@
+-- Trunk Recorder's status into the traffic monitor's state (data.traffic_*,
+-- migrations/0009) and the canonical events each message records in the same
+-- transaction. Entry point: internal.apply_trunk_recorder, called by
+-- api.ingest_trunk_recorder (the HTTP route and the MQTT bridge alike) for messages
+-- sql/10_internal/traffic_messages.sql found valid. Edit here and run `make migrate`.
+
+create or replace function internal.decode_status(decode_rate_pct double precision)
+returns text
+language sql
+immutable
+parallel safe
+set search_path = pg_catalog, pg_temp
+as $$
+    select case
+        when decode_rate_pct >= 90 then 'ok'
+        when decode_rate_pct >= 70 then 'warn'
+        else 'bad'
+    end
+$$;
+
+comment on function internal.decode_status(double precision) is
+'A site''s health from its decode rate (percent of emberlog.max_decoderate): ok from 90, warn from 70, else bad (upstream''s thresholds).';
+
+create or replace function internal.apply_rates(
+    instance text, reported timestamptz, message jsonb
+)
+returns integer
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    -- Control-channel messages per second that count as 100 % (upstream's MAX_DECODERATE).
+    max_rate double precision := coalesce(
+        nullif(current_setting('emberlog.max_decoderate', true), '')::double precision, 40
+    );
+    retention interval := coalesce(
+        nullif(current_setting('emberlog.decode_history_retention', true), '')::interval,
+        interval '1 hour'
+    );
+    emitted integer;
+begin
+    with latest as (
+        -- A site listed twice: its last entry.
+        select distinct on ((e.entry ->> 'sys_num')::integer)
+            (e.entry ->> 'sys_num')::integer as sys_num,
+            e.entry ->> 'sys_name' as sys_name,
+            (e.entry ->> 'decoderate')::double precision as decoderate,
+            (e.entry ->> 'decoderate_interval')::double precision as interval_s,
+            round((e.entry ->> 'control_channel')::numeric)::bigint as control_channel_hz
+        from internal.trunk_recorder_entries(message) as e
+        order by (e.entry ->> 'sys_num')::integer, e.n desc
+    ),
+
+    rated as (
+        -- Percent, to two decimals (the web client shows one).
+        select
+            l.*,
+            round((l.decoderate / greatest(max_rate, 1e-9) * 100)::numeric, 2)::double precision as pct
+        from latest as l
+    ),
+
+    sites as (
+        select
+            r.*,
+            internal.decode_status(r.pct) as status,
+            jsonb_build_object(
+                'group', split_part(r.sys_name, '-', 1),
+                'sys_num', r.sys_num,
+                'sys_name', r.sys_name,
+                'decode_rate_pct', r.pct,
+                'control_channel_mhz', r.control_channel_hz::double precision / 1000000,
+                'interval_s', r.interval_s,
+                'updated_at', internal.iso8601(reported),
+                'status', internal.decode_status(r.pct)
+            ) as site
+        from rated as r
+    ),
+
+    -- (Data-modifying CTEs run to completion whether or not the query reads them.)
+    stored as (
+        insert into data.traffic_sites as t (
+            instance_id, sys_num, sys_name, decoderate, decode_rate_pct, interval_s,
+            control_channel_hz, status, site, reported_at, received_at
+        )
+        select
+            instance, s.sys_num, s.sys_name, s.decoderate, s.pct, s.interval_s,
+            s.control_channel_hz, s.status, s.site, reported, now()
+        from sites as s
+        on conflict (instance_id, sys_num) do update set
+            sys_name = excluded.sys_name,
+            decoderate = excluded.decoderate,
+            decode_rate_pct = excluded.decode_rate_pct,
+            interval_s = excluded.interval_s,
+            control_channel_hz = excluded.control_channel_hz,
+            status = excluded.status,
+            site = excluded.site,
+            reported_at = excluded.reported_at,
+            received_at = excluded.received_at
+        returning t.sys_num
+    ),
+
+    history as (
+        insert into data.traffic_decode_history (instance_id, sys_num, reported_at, sys_name, decode_rate_pct)
+        select instance, s.sys_num, reported, s.sys_name, s.pct from sites as s
+        on conflict do nothing
+        returning 1
+    )
+
+    insert into data.event_envelopes (
+        event_id, event_type, schema_version, occurred_at, source_module, source_instance,
+        source_system, payload
+    )
+    select
+        gen_random_uuid(), 'system.site.decode_rate.updated', '1.0.0', reported,
+        'emberlog-api', instance, s.sys_name, s.site
+    from sites as s
+    order by s.site ->> 'group', s.sys_name;
+    get diagnostics emitted = row_count;
+
+    delete from data.traffic_decode_history as h
+    where h.instance_id = instance and h.reported_at < reported - retention;
+    return emitted;
+end
+$$;
+
+comment on function internal.apply_rates(text, timestamptz, jsonb) is
+'Applies a valid rates message: the latest decode rate of each listed site (decode_rate_pct = decoderate / emberlog.max_decoderate (default 40) x 100, status by internal.decode_status), a point of decode history per site (older than emberlog.decode_history_retention, default 1 hour, deleted), and one system.site.decode_rate.updated event per site whose payload is the site as GET /api/v1/traffic/summary lists it. Returns how many events.';
+
+create or replace function internal.apply_recorders(
+    instance text, reported timestamptz, message jsonb
+)
+returns integer
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    insert into data.traffic_recorders as t (
+        instance_id, total, recording, idle, available, recorders, reported_at, received_at
+    )
+    select
+        instance,
+        count(e.entry),
+        count(*) filter (where e.entry ->> 'rec_state_type' = 'RECORDING'),
+        count(*) filter (where e.entry ->> 'rec_state_type' = 'IDLE'),
+        count(*) filter (where e.entry ->> 'rec_state_type' = 'AVAILABLE'),
+        coalesce(jsonb_agg(e.entry order by e.n) filter (where e.entry is not null), '[]'),
+        reported,
+        now()
+    from (select 1) as one
+    left join internal.trunk_recorder_entries(message) as e on true
+    on conflict (instance_id) do update set
+        total = excluded.total,
+        recording = excluded.recording,
+        idle = excluded.idle,
+        available = excluded.available,
+        recorders = excluded.recorders,
+        reported_at = excluded.reported_at,
+        received_at = excluded.received_at;
+    return 0;
+end
+$$;
+
+comment on function internal.apply_recorders(text, timestamptz, jsonb) is
+'Applies a valid recorders message: the instance''s recorders as sent (typed) and their counts by rec_state_type (RECORDING, IDLE, AVAILABLE; total counts all). Records no event; returns 0.';
+
+create or replace function internal.call_event(
+    instance text, happened timestamptz, event_type text, call jsonb
+)
+returns table (
+    event_id uuid, event_type text, schema_version text, occurred_at timestamptz,
+    source_module text, source_instance text, source_system text, payload jsonb
+)
+language sql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+    -- EVENT_MODEL v0.2 §4.1 (upstream's payload): ids as strings; talkgroup is
+    -- "trunkgroup" there; frequency in Hz; duration_seconds only when a call ended.
+    select
+        gen_random_uuid(), call_event.event_type, '1.0.0', happened, 'emberlog-api', instance,
+        call ->> 'sys_name',
+        jsonb_strip_nulls(jsonb_build_object(
+            'system', call ->> 'sys_name',
+            'site', coalesce(call ->> 'sys_num', 'default'),
+            'call_id', call ->> 'id',
+            'trunkgroup_id', call ->> 'talkgroup',
+            'trunkgroup_label', nullif(call ->> 'talkgroup_alpha_tag', ''),
+            'frequency', call -> 'freq',
+            'encrypted', call -> 'encrypted',
+            'emergency', call -> 'emergency',
+            'duration_seconds', case when call_event.event_type = 'traffic.call.ended' then call -> 'elapsed' end
+        ))
+$$;
+
+comment on function internal.call_event(text, timestamptz, text, jsonb) is
+'The envelope columns of a traffic.call.started or traffic.call.ended event for a (typed) calls_active entry: payload {system, site, call_id, trunkgroup_id?, trunkgroup_label?, frequency? (Hz), encrypted?, emergency?, duration_seconds? (ended: the call''s last elapsed)}; source {module emberlog-api, instance, system = sys_name}.';
+
+create or replace function internal.apply_calls_active(
+    instance text, reported timestamptz, message jsonb
+)
+returns integer
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    emitted integer;
+begin
+    -- The stored snapshot is the previous one (whichever process wrote it): calls not in
+    -- this one ended, calls not in that one started. Both in this transaction, so a
+    -- restart or a second bridge neither loses nor repeats an event.
+    with current_calls as (
+        select distinct on (e.entry ->> 'id')
+            e.entry ->> 'id' as call_id,
+            e.entry
+        from internal.trunk_recorder_entries(message) as e
+        order by e.entry ->> 'id', e.n desc
+    ),
+
+    ended as (
+        delete from data.traffic_calls as t
+        where
+            t.instance_id = instance
+            and not exists (select from current_calls as c where c.call_id = t.call_id)
+        returning t.call_id, t.entry
+    ),
+
+    upserted as (
+        insert into data.traffic_calls as t (
+            instance_id, call_id, sys_num, sys_name, started_at, first_seen_at, entry
+        )
+        select
+            instance,
+            c.call_id,
+            (c.entry ->> 'sys_num')::integer,
+            c.entry ->> 'sys_name',
+            to_timestamp(nullif((c.entry ->> 'start_time')::double precision, 0)),
+            reported,
+            c.entry
+        from current_calls as c
+        on conflict (instance_id, call_id) do update set
+            sys_num = excluded.sys_num,
+            sys_name = excluded.sys_name,
+            started_at = excluded.started_at,
+            entry = excluded.entry
+        -- (xmax = 0: inserted now, not updated)
+        returning t.call_id, t.entry, t.started_at, t.xmax = 0 as started
+    )
+
+    insert into data.event_envelopes (
+        event_id, event_type, schema_version, occurred_at, source_module, source_instance,
+        source_system, payload
+    )
+    select ev.*
+    from (
+        select 1 as step, u.call_id, u.entry, coalesce(u.started_at, reported) as happened, 'traffic.call.started' as event_type
+        from upserted as u
+        where u.started
+        union all
+        select 2, d.call_id, d.entry, reported, 'traffic.call.ended'
+        from ended as d
+    ) as x
+    cross join lateral internal.call_event(instance, x.happened, x.event_type, x.entry) as ev
+    order by x.step, x.call_id;
+    get diagnostics emitted = row_count;
+    return emitted;
+end
+$$;
+
+comment on function internal.apply_calls_active(text, timestamptz, jsonb) is
+'Applies a valid calls_active message: the instance''s calls on the air become this snapshot (data.traffic_calls); one traffic.call.started event per call not in the stored snapshot (timestamp: its start_time, else the message''s), then one traffic.call.ended per stored call not in this one (timestamp: the message''s), each group in call id order. Returns how many events.';
+
+create or replace function internal.apply_trunk_recorder(message jsonb)
+returns jsonb
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    message_type text := message ->> 'type';
+    instance text := message ->> 'instance_id';
+    reported timestamptz := to_timestamp(internal.tr_number(message -> 'timestamp')::double precision);
+    digest text := md5(message::text);
+    emitted integer;
+begin
+    -- The feed's clock, locked for this instance and type to the end of the transaction
+    -- (concurrent writers of one feed take turns): a message older than the newest
+    -- applied one, or applied already (the same message redelivered), changes nothing.
+    insert into data.traffic_feeds as f (instance_id, message_type, reported_at, applied_digests, received_at)
+    values (instance, message_type, reported, array[digest], now())
+    on conflict on constraint traffic_feeds_pkey do update set
+        reported_at = excluded.reported_at,
+        applied_digests = case
+            when f.reported_at = excluded.reported_at
+                then (f.applied_digests || excluded.applied_digests)[greatest(cardinality(f.applied_digests) - 98, 1):]
+            else excluded.applied_digests
+        end,
+        received_at = excluded.received_at
+    where
+        f.reported_at < excluded.reported_at
+        or (f.reported_at = excluded.reported_at and not digest = any(f.applied_digests));
+    if not found then
+        return jsonb_build_object(
+            'status', 'ignored',
+            'reason', 'older than the state already stored, or already applied',
+            'events', 0
+        );
+    end if;
+    emitted := case message_type
+        when 'rates' then internal.apply_rates(instance, reported, message)
+        when 'recorders' then internal.apply_recorders(instance, reported, message)
+        when 'calls_active' then internal.apply_calls_active(instance, reported, message)
+    end;
+    return jsonb_build_object('status', 'applied', 'events', emitted);
+end
+$$;
+
+comment on function internal.apply_trunk_recorder(jsonb) is
+'Applies one valid Trunk Recorder status message (internal.trunk_recorder_problem is null) in the caller''s transaction: {"status": "applied", "events": n}, or {"status": "ignored", "reason"} when the feed (instance and type) already holds a newer message or this very one (data.traffic_feeds). See internal.apply_rates, apply_recorders, apply_calls_active.';
