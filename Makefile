@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: help install docs kubectl pgbouncer chromium run dev test lint fuzz format migrate routes psql bench bench-sse clean
+.PHONY: help install docs kubectl pgbouncer chromium mosquitto run dev test lint fuzz format migrate routes psql bench bench-sse clean
 
 help:
 	@echo "make run      serve on HOST:PORT (default 127.0.0.1:8080), embedded PostgreSQL unless DATABASE_URL"
@@ -34,7 +34,7 @@ run: install
 dev: install
 	$(BIN)/emberlog-api serve --reload
 
-test: install kubectl pgbouncer chromium
+test: install kubectl pgbouncer chromium mosquitto
 	$(BIN)/pytest
 
 # tests/ops renders ops/k8s with kubectl's built-in kustomize (v5, as ArgoCD uses): the
@@ -66,6 +66,16 @@ chromium:
 	  echo "installing Chromium (Debian package chromium)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
 	    apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
+# tests/e2e/test_traffic.py feeds the MQTT bridge through a real Mosquitto broker: installed
+# from Debian's packages when missing, as PgBouncer is (the fixtures start their own).
+mosquitto:
+	@command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || { \
+	  command -v apt-get >/dev/null || { echo "Mosquitto is needed by the tests:" \
+	    "install it with your package manager (package mosquitto)"; exit 1; }; \
+	  echo "installing Mosquitto (Debian package mosquitto)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends mosquitto >/dev/null; }
 
 lint: install
 	$(BIN)/ruff check app tests ops

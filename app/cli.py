@@ -1,4 +1,4 @@
-"""``emberlog-api``: serve, migrate, routes, keys, prune-events, settings, psql.
+"""``emberlog-api``: serve, migrate, routes, keys, prune-events, settings, mqtt-bridge, psql.
 
 Every command an operator runs, a few lines each, sharing ``database()`` (which login
 each needs); serve's start-up checks and line are app/startup.py.
@@ -139,7 +139,7 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-SECRET_VARIABLES = frozenset({"JWT_SECRET"})
+SECRET_VARIABLES = frozenset({"JWT_SECRET", "MQTT_PASSWORD"})
 
 
 def cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
@@ -157,6 +157,14 @@ def cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
             text = settings_docs.shown(value)
         print(f"{one.variable}={text}")
     return 0
+
+
+def cmd_mqtt_bridge(settings: Settings, args: argparse.Namespace) -> int:
+    from .bridge import runner
+
+    if settings.embedded:
+        raise SettingsError("mqtt-bridge needs DATABASE_URL (the API's, as the app logs in)")
+    return runner.run(settings)
 
 
 def cmd_psql(settings: Settings, args: argparse.Namespace) -> int:
@@ -201,6 +209,10 @@ def parser() -> argparse.ArgumentParser:
     keys.add_argument("--role", help="role its requests run as (e.g. emberlog_ingest)")
     keys.add_argument("--expires-at", help="ISO timestamp after which the key is refused")
     keys.set_defaults(func=cmd_keys)
+    bridge = sub.add_parser(
+        "mqtt-bridge", help="Trunk Recorder's MQTT status plugin into the database (MQTT_*)"
+    )
+    bridge.set_defaults(func=cmd_mqtt_bridge)
     psql = sub.add_parser("psql", help="open psql on the database in use")
     psql.add_argument("psql_args", nargs=argparse.REMAINDER)
     psql.set_defaults(func=cmd_psql)

@@ -45,6 +45,7 @@ SECURITY = "Credentials and trust"
 LIMITS = "Limits"
 STREAMS = "Streams"
 OPERATIONS = "Logs, metrics, tracing"
+BRIDGE = "MQTT bridge (emberlog-api mqtt-bridge)"
 
 
 @dataclass(frozen=True)
@@ -308,6 +309,57 @@ class Settings:
         False, "ENABLE_TRACING", parse.boolean, OPERATIONS,
         "OpenTelemetry spans over OTLP/HTTP, set up by the standard OTEL_* variables (the"
         " tracing extra).",
+    )  # fmt: skip
+
+    # --- the MQTT bridge (Trunk Recorder's status plugin -> api.ingest_trunk_recorder) -
+    mqtt_host: str = setting(
+        "localhost", "MQTT_HOST", parse.text, BRIDGE,
+        "The MQTT broker Trunk Recorder's status plugin publishes to.",
+    )  # fmt: skip
+    mqtt_port: int = setting(
+        1883, "MQTT_PORT", parse.integer(1, 65535), BRIDGE,
+        "The broker's port (8883 is usual with MQTT_TLS).",
+    )  # fmt: skip
+    mqtt_username: str | None = setting(
+        None, "MQTT_USERNAME", parse.text, BRIDGE, "The broker login, if it needs one.",
+    )  # fmt: skip
+    mqtt_password: str | None = setting(
+        None, "MQTT_PASSWORD", parse.text, BRIDGE, "The broker login's password.",
+    )  # fmt: skip
+    mqtt_tls: bool = setting(
+        False, "MQTT_TLS", parse.boolean, BRIDGE,
+        "TLS to the broker, its certificate verified (against MQTT_TLS_CA_FILE, else the"
+        " system's CAs).",
+    )  # fmt: skip
+    mqtt_tls_ca_file: Path | None = setting(
+        None, "MQTT_TLS_CA_FILE", parse.existing_file, BRIDGE,
+        "CA certificate(s) (PEM) the broker's certificate is verified against.",
+    )  # fmt: skip
+    mqtt_topic_prefix: str = setting(
+        "emberlog/trunkrecorder", "MQTT_TOPIC_PREFIX", parse.text, BRIDGE,
+        "The plugin's topic: the bridge reads <prefix>/rates, /recorders, /calls_active.",
+    )  # fmt: skip
+    mqtt_client_id: str = setting(
+        "emberlog-api-bridge", "MQTT_CLIENT_ID", parse.text, BRIDGE,
+        "The bridge's MQTT client id: the broker keeps its session (QoS 1 messages published"
+        " while it restarts) under this name. One bridge per id.",
+    )  # fmt: skip
+    bridge_port: int = setting(
+        9108, "BRIDGE_PORT", parse.integer(0, 65535), BRIDGE,
+        "The bridge's /healthz, /readyz and /metrics (0: none).",
+    )  # fmt: skip
+    bridge_batch_size: int = setting(
+        500, "BRIDGE_BATCH_SIZE", parse.integer(1, 1000), BRIDGE,
+        "At most this many messages applied per transaction (those already received).",
+    )  # fmt: skip
+    bridge_role: str = setting(
+        "emberlog_ingest", "BRIDGE_ROLE", parse.text, BRIDGE,
+        "The role the bridge's transactions run as (it logs in as DATABASE_URL).",
+    )  # fmt: skip
+    bridge_drain_seconds: float = setting(
+        10.0, "BRIDGE_DRAIN_SECONDS", parse.number(), BRIDGE,
+        "On SIGTERM: how long to go on applying what was received before disconnecting"
+        " (what is left unacknowledged the broker delivers again).",
     )  # fmt: skip
 
     # Not a variable: what from_env read under an old name, for the log.

@@ -1,0 +1,102 @@
+"""The database side of the bridge: one connection (DATABASE_URL, prepared as the app's
+are: NAIVE_TIMEZONE and DB_SETTINGS, then the authenticator), each batch one
+transaction as BRIDGE_ROLE calling ``api.ingest_trunk_recorder``.
+
+A lost connection is retried, with backoff, until the batch is applied: nothing
+received is acknowledged before its transaction committed. An error on a live
+connection is the batch's own (a message the database cannot apply): ``BatchFailed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from ..database.connections import connect_kwargs, prepare_connection
+from ..settings import Settings
+from . import service
+
+log = logging.getLogger("emberlog.bridge")
+
+INGEST = "select api.ingest_trunk_recorder(%s::jsonb)::jsonb"
+SET_ROLE = "select pg_catalog.set_config('role', %s, true)"
+MAX_BACKOFF_SECONDS = 30.0
+T = TypeVar("T")
+
+
+class BatchFailed(Exception):
+    """The database refused the batch itself (not the connection): a message it cannot
+    apply. The caller applies the messages one by one to find it."""
+
+
+class Sink:
+    def __init__(self, settings: Settings) -> None:
+        assert settings.database_url, "the bridge needs DATABASE_URL"
+        self.settings = settings
+        self.connected = False
+        self._conn: psycopg.AsyncConnection | None = None
+
+    async def open(self) -> None:
+        """Connect, waiting (with backoff) for the database to answer."""
+        await self._retrying(lambda conn: asyncio.sleep(0))
+
+    async def apply(self, messages: list[Any]) -> list[dict[str, Any]]:
+        """Each message's result ({"status": applied|ignored|rejected, ...}), in order,
+        once committed; waits through connection losses."""
+        report = await self._retrying(lambda conn: self._call(conn, messages))
+        return report["results"]
+
+    async def _retrying(self, work: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
+        backoff = 0.5
+        while True:
+            try:
+                return await work(await self._connection())
+            except psycopg.Error as exc:
+                if self._conn is not None and not self._conn.broken and not self._conn.closed:
+                    raise BatchFailed(str(exc)) from exc
+                await self._lost(exc, backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+        self._set_connected(False)
+
+    async def _connection(self) -> psycopg.AsyncConnection:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = None
+            conn = await psycopg.AsyncConnection.connect(
+                self.settings.database_url, **connect_kwargs(self.settings)
+            )
+            await prepare_connection(conn, self.settings)
+            self._conn = conn
+            self._set_connected(True)
+        return self._conn
+
+    async def _call(self, conn: psycopg.AsyncConnection, messages: list[Any]) -> dict[str, Any]:
+        with service.BATCH_SECONDS.time():
+            async with conn.transaction():
+                await conn.execute(SET_ROLE, (self.settings.bridge_role,))
+                cursor = await conn.execute(INGEST, (Jsonb(messages),))
+                row = await cursor.fetchone()
+        assert row is not None
+        return row[0]
+
+    async def _lost(self, exc: psycopg.Error, delay: float) -> None:
+        if self.connected:
+            service.RECONNECTS.labels("database").inc()
+        log.warning("database unavailable (%s): retrying in %.1f s", str(exc).strip(), delay)
+        if self._conn is not None:
+            await self._conn.close()
+        self._conn = None
+        self._set_connected(False)
+        await asyncio.sleep(delay)
+
+    def _set_connected(self, value: bool) -> None:
+        self.connected = value
+        service.CONNECTED.labels("database").set(int(value))
