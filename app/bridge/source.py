@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -61,6 +62,7 @@ class Source:
             client.tls_set(ca_certs=ca, cert_reqs=ssl.CERT_REQUIRED)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._connected
+        client.on_connect_fail = self._connect_failed
         client.on_disconnect = self._disconnected
         client.on_message = self._message
         return client
@@ -93,6 +95,12 @@ class Source:
         client.subscribe([(topic, 1) for topic in self._types])
         log.info("subscribed to %s", ", ".join(self._types))
         self._set_connected(True)
+
+    def _connect_failed(self, client: mqtt.Client, userdata: object) -> None:
+        # Called by paho inside its except block: the exception is the current one.
+        s = self.settings
+        log.warning("cannot connect to MQTT %s:%d: %s; retrying", s.mqtt_host, s.mqtt_port,
+                    sys.exc_info()[1])  # fmt: skip
 
     def _disconnected(self, client: mqtt.Client, userdata: object, flags: object, reason: object,
                       properties: object) -> None:  # fmt: skip
