@@ -49,6 +49,11 @@ def by_kind(docs: list[dict], kind: str) -> list[dict]:
     return [d for d in docs if d["kind"] == kind]
 
 
+def named(docs: list[dict], kind: str, name: str) -> dict:
+    (found,) = [d for d in by_kind(docs, kind) if d["metadata"]["name"] == name]
+    return found
+
+
 def test_there_is_an_overlay_for_a_home_cluster():
     assert [p.name for p in OVERLAYS] == ["home"]
 
@@ -58,6 +63,8 @@ def test_every_rendered_manifest_is_valid_for_kubernetes(manifests):
     assert kinds == sorted(
         [
             "ConfigMap",
+            "ConfigMap",
+            "Deployment",
             "Deployment",
             "HorizontalPodAutoscaler",
             "Ingress",
@@ -73,7 +80,7 @@ def test_every_rendered_manifest_is_valid_for_kubernetes(manifests):
 
 
 def test_the_deployment_probes_drains_and_runs_locked_down(manifests):
-    (deployment,) = by_kind(manifests, "Deployment")
+    deployment = named(manifests, "Deployment", "emberlog-api")
     pod = deployment["spec"]["template"]["spec"]
     (api,) = pod["containers"]
     assert api["livenessProbe"]["httpGet"]["path"] == "/healthz"
@@ -90,11 +97,11 @@ def test_the_deployment_probes_drains_and_runs_locked_down(manifests):
 
 def test_secrets_are_referenced_never_committed(manifests):
     assert by_kind(manifests, "Secret") == []
-    (deployment,) = by_kind(manifests, "Deployment")
-    (api,) = deployment["spec"]["template"]["spec"]["containers"]
-    env = {e["name"]: e for e in api["env"]}
-    assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "emberlog-api"
-    assert all("value" not in e for e in api["env"])
+    for deployment in by_kind(manifests, "Deployment"):
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e for e in container["env"]}
+        assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "emberlog-api"
+        assert all("value" not in e for e in container["env"])
 
 
 class Reads(dict):
@@ -113,16 +120,16 @@ def test_every_variable_the_manifests_set_is_one_the_app_reads(manifests):
     """A misspelt name in a ConfigMap or an env entry would be silently ignored."""
     environment = Reads()
     settings.from_env(environment)
-    (config,) = by_kind(manifests, "ConfigMap")
+    data = {k: v for c in by_kind(manifests, "ConfigMap") for k, v in c["data"].items()}
     containers = [
         c
         for kind in ("Deployment", "Job")
         for d in by_kind(manifests, kind)
         for c in d["spec"]["template"]["spec"]["containers"]
     ]
-    named = {e["name"] for c in containers for e in c.get("env", [])}
-    assert {"DATABASE_URL", "LISTEN_DATABASE_URL", "READ_DATABASE_URL"} <= named
-    assert set(config["data"]) | named <= environment.asked
+    set_in_env = {e["name"] for c in containers for e in c.get("env", [])}
+    assert {"DATABASE_URL", "LISTEN_DATABASE_URL", "READ_DATABASE_URL"} <= set_in_env
+    assert set(data) | set_in_env <= environment.asked
 
 
 def test_migrations_run_before_the_deployment_rolls(manifests):
@@ -130,9 +137,33 @@ def test_migrations_run_before_the_deployment_rolls(manifests):
     assert job["metadata"]["annotations"]["argocd.argoproj.io/hook"] == "PreSync"
     (container,) = job["spec"]["template"]["spec"]["containers"]
     assert container["args"] == ["migrate"]
-    (config,) = by_kind(manifests, "ConfigMap")
+    config = named(manifests, "ConfigMap", container["envFrom"][0]["configMapRef"]["name"])
     assert config["data"]["MIGRATE_ON_START"] == "false"  # pods never migrate themselves
     assert config["data"]["WORKERS"] == "1"  # one process per pod: /metrics is the pod's
+
+
+def test_the_mqtt_bridge_is_one_replica_of_its_own_that_drains(manifests):
+    bridge = named(manifests, "Deployment", "emberlog-mqtt-bridge")
+    spec = bridge["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"]["type"] == "Recreate"  # never two
+    (hpa,) = by_kind(manifests, "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "emberlog-api"
+    labels = spec["template"]["metadata"]["labels"]
+    for selecting in (*by_kind(manifests, "Service"), *by_kind(manifests, "PodDisruptionBudget")):
+        selector = selecting["spec"].get("selector", {})
+        selector = selector.get("matchLabels", selector)
+        assert not selector.items() <= labels.items()  # no API traffic, no API PDB
+    pod = spec["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"] == ["mqtt-bridge"]
+    config = named(manifests, "ConfigMap", container["envFrom"][0]["configMapRef"]["name"])
+    port = int(config["data"]["BRIDGE_PORT"])
+    assert container["ports"][0]["containerPort"] == port
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert pod["terminationGracePeriodSeconds"] > settings.Settings().bridge_drain_seconds
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert "MQTT_PASSWORD" not in config["data"]  # a secret's
 
 
 def test_the_ingress_streams_sse_and_keeps_metrics_private(manifests):
