@@ -63,7 +63,7 @@ select  -- noqa: ST06
     c.instance_id,
     c.call_id as id,
     c.started_at,
-    coalesce(round((c.entry ->> 'elapsed')::numeric)::integer, 0) as elapsed_s,
+    coalesce(round((c.entry ->> 'elapsed')::numeric)::bigint, 0) as elapsed_s,
     c.sys_num,
     coalesce(c.sys_name, '') as sys_name,
     split_part(coalesce(c.sys_name, ''), '-', 1) as site_group,

@@ -62,12 +62,17 @@ def test_rates_keep_each_sites_latest_decode_rate_and_record_one_event_per_site(
     assert summary["payload"]["decode_sites"] == [e["payload"] for e in sent]
 
 
-@pytest.mark.parametrize(("max_rate", "decoderate", "pct", "status"), [
-    ("40", 28.0, 70.0, "warn"),
-    ("50", 45.0, 90.0, "ok"),
-    ("40", 27.99, 69.98, "bad"),
-])
-def test_decode_rate_percent_is_of_the_max_decoderate_setting(db, max_rate, decoderate, pct, status):
+@pytest.mark.parametrize(
+    ("max_rate", "decoderate", "pct", "status"),
+    [
+        ("40", 28.0, 70.0, "warn"),
+        ("50", 45.0, 90.0, "ok"),
+        ("40", 27.99, 69.98, "bad"),
+    ],
+)
+def test_decode_rate_percent_is_of_the_max_decoderate_setting(
+    db, max_rate, decoderate, pct, status
+):
     db.execute("select set_config('emberlog.max_decoderate', %s, false)", (max_rate,))
     ingest(db, message("rates", 100, [rate(1, "PRWC-J", decoderate)]))
     row = db.execute("select decode_rate_pct, status from api.traffic_sites").fetchone()
@@ -97,10 +102,18 @@ def test_calls_that_appear_start_and_calls_that_disappear_end(db):
     second = message(
         "calls_active",
         1771215831,
-        [call("1_4499_1771215827", elapsed=8), call("3_6600_1771215830", sys_num=3, sys_name="MCSO-WT", talkgroup=6600)],
+        [
+            call("1_4499_1771215827", elapsed=8),
+            call("3_6600_1771215830", sys_num=3, sys_name="MCSO-WT", talkgroup=6600),
+        ],
     )
     ingest(db, second)
-    ingest(db, message("calls_active", 1771215835, [call("3_6600_1771215830", sys_num=3, sys_name="MCSO-WT")]))
+    ingest(
+        db,
+        message(
+            "calls_active", 1771215835, [call("3_6600_1771215830", sys_num=3, sys_name="MCSO-WT")]
+        ),
+    )
     sent = [(e["event_type"], e["payload"]["call_id"]) for e in events(db, *CALL_TYPES)]
     assert sent == [
         ("traffic.call.started", "1_4499_1771215827"),
@@ -119,7 +132,11 @@ def test_calls_that_appear_start_and_calls_that_disappear_end(db):
         "emergency": False,
     }
     assert started["timestamp"] == "2026-02-16T04:23:47.000000Z"  # the call's start_time
-    assert started["source"] == {"module": "emberlog-api", "instance": "trunk-recorder", "system": "PRWC-J"}
+    assert started["source"] == {
+        "module": "emberlog-api",
+        "instance": "trunk-recorder",
+        "system": "PRWC-J",
+    }
     assert ended["payload"]["duration_seconds"] == 8  # its last elapsed
     assert ended["timestamp"] == "2026-02-16T04:23:55.000000Z"  # the snapshot that lacks it
     live = db.execute("select id, sys_name from api.traffic_live_calls").fetchall()
@@ -188,7 +205,10 @@ MALFORMED = [
     ({"type": "rates", "instance_id": "tr", "timestamp": 1e30, "rates": []}, "timestamp"),
     ({"type": "rates", "instance_id": 7, "timestamp": 1, "rates": []}, "instance_id"),
     ({"type": "rates", "instance_id": "tr", "timestamp": 1, "rates": {}}, "rates"),
-    (message("rates", 1, [rate(1, "A", 30.0), {"sys_num": 2, "sys_name": "B"}]), "rates[1].decoderate"),
+    (
+        message("rates", 1, [rate(1, "A", 30.0), {"sys_num": 2, "sys_name": "B"}]),
+        "rates[1].decoderate",
+    ),
     (message("rates", 1, [rate(1.5, "A", 30.0)]), "rates[0].sys_num"),
     (message("rates", 1, [rate(2**40, "A", 30.0)]), "rates[0].sys_num"),
     (message("rates", 1, [rate(1, "", 30.0)]), "rates[0].sys_name"),
@@ -197,7 +217,10 @@ MALFORMED = [
     (message("calls_active", 1, [call("a"), {"sys_name": "A"}]), "calls[1].id"),
     (message("calls_active", 1, [call("a", encrypted="maybe")]), "calls[0].encrypted"),
     (message("calls_active", 1, [call("a", start_time=-5)]), "calls[0].start_time"),
-    (message("calls_active", 1, [call("a", talkgroup_alpha_tag={"x": 1})]), "calls[0].talkgroup_alpha_tag"),
+    (
+        message("calls_active", 1, [call("a", talkgroup_alpha_tag={"x": 1})]),
+        "calls[0].talkgroup_alpha_tag",
+    ),
     (message("calls_active", 1, [call("a", sys_name=None)]), "calls[0].sys_name"),
     (message("recorders", 1, [{"rec_state_type": ["IDLE"]}]), "recorders[0].rec_state_type"),
     (message("calls_active", 1, [call(str(n)) for n in range(2001)]), "calls"),
@@ -234,10 +257,19 @@ def test_a_batch_applies_in_order_and_reports_each_message(db):
     report, status = ingest(db, batch)
     assert status == "207"
     assert [r["status"] for r in report["results"]] == [
-        "applied", "applied", "rejected", "ignored", "applied",
+        "applied",
+        "applied",
+        "rejected",
+        "ignored",
+        "applied",
     ]
     assert report["results"][2]["error"]["details"] == {"field": "timestamp"}
-    assert (report["applied"], report["ignored"], report["rejected"], report["events"]) == (3, 1, 1, 3)
+    assert (report["applied"], report["ignored"], report["rejected"], report["events"]) == (
+        3,
+        1,
+        1,
+        3,
+    )
     _, all_rejected = ingest(db, [{"type": "x"}, "y"])
     assert all_rejected == "422"
 
@@ -259,10 +291,14 @@ def test_decode_history_keeps_a_bounded_window(db):
     db.execute("select set_config('emberlog.decode_history_retention', '10 seconds', false)")
     for ts in range(1000, 1031, 3):
         ingest(db, message("rates", ts, [rate(1, "PRWC-J", 30.0 + ts % 7)]))
-    kept = db.execute("select min(reported_at), max(reported_at), count(*) from api.traffic_decode_history").fetchone()
+    kept = db.execute(
+        "select min(reported_at), max(reported_at), count(*) from api.traffic_decode_history"
+    ).fetchone()
     assert (kept[1] - kept[0]).total_seconds() <= 10
     assert kept[2] == 4  # 1021, 1024, 1027, 1030
-    history = db.execute("select api.get_decode_history('trunk-recorder', '6s')::jsonb").fetchone()[0]
+    history = db.execute("select api.get_decode_history('trunk-recorder', '6s')::jsonb").fetchone()[
+        0
+    ]
     assert history["window_s"] == 6 and history["retention_s"] == 10
     points = history["sites"][0]["points"]
     assert len(points) == 2 and points[-1]["at"] == history["to"]
@@ -290,12 +326,30 @@ def test_the_recorded_session_yields_each_call_once_and_a_decode_event_per_site_
 def test_live_calls_filters_and_order(db):
     calls = [
         call("1_4499_1771215827", start_time=1771215827),
-        call("2_5500_1771215800", start_time=1771215800, encrypted=True,
-             talkgroup_alpha_tag="Encrypted", talkgroup_description="Dispatch", src_num=1, rec_num=1),
-        call("3_6600_1771215900", start_time=1771215900, sys_num=2, sys_name="MCSO-WT",
-             talkgroup_alpha_tag="Other", talkgroup_description="Ops"),
-        call("4_1_0", start_time=None, elapsed=30, talkgroup_alpha_tag="No start",
-         talkgroup_description="Tac"),
+        call(
+            "2_5500_1771215800",
+            start_time=1771215800,
+            encrypted=True,
+            talkgroup_alpha_tag="Encrypted",
+            talkgroup_description="Dispatch",
+            src_num=1,
+            rec_num=1,
+        ),
+        call(
+            "3_6600_1771215900",
+            start_time=1771215900,
+            sys_num=2,
+            sys_name="MCSO-WT",
+            talkgroup_alpha_tag="Other",
+            talkgroup_description="Ops",
+        ),
+        call(
+            "4_1_0",
+            start_time=None,
+            elapsed=30,
+            talkgroup_alpha_tag="No start",
+            talkgroup_description="Tac",
+        ),
     ]
     ingest(db, message("calls_active", 1771215931, calls))
 
@@ -311,30 +365,34 @@ def test_live_calls_filters_and_order(db):
     assert ids(sys_name=["MCSO-WT, nope", " "]) == ["3_6600_1771215900"]
     assert ids(sys_name=["prwc-j"]) == []  # exact names
     assert ids(q="%") == []  # q is text, not a pattern
-    body = db.execute("select api.list_live_calls('trunk-recorder', null, 'a01', true)::jsonb").fetchone()[0]
+    body = db.execute(
+        "select api.list_live_calls('trunk-recorder', null, 'a01', true)::jsonb"
+    ).fetchone()[0]
     assert body["updated_at"] == "2026-02-16T04:25:31.000000Z"
-    assert body["calls"] == [{
-        "id": "1_4499_1771215827",
-        "started_at": "2026-02-16T04:23:47.000000Z",
-        "elapsed_s": 4,
-        "sys_num": 1,
-        "sys_name": "PRWC-J",
-        "group": "PRWC",
-        "talkgroup_id": 4499,
-        "talkgroup": "Avondale PD A01",
-        "description": "A01 Dispatch",
-        "category": "Avondale Police",
-        "tag": "Law Dispatch",
-        "freq_mhz": 770.11875,
-        "encrypted": False,
-        "emergency": False,
-        "phase2_tdma": True,
-        "tdma_slot": 0,
-        "unit": 707004,
-        "src_num": 0,
-        "rec_num": 0,
-        "recorder_id": "0_0",
-    }]
+    assert body["calls"] == [
+        {
+            "id": "1_4499_1771215827",
+            "started_at": "2026-02-16T04:23:47.000000Z",
+            "elapsed_s": 4,
+            "sys_num": 1,
+            "sys_name": "PRWC-J",
+            "group": "PRWC",
+            "talkgroup_id": 4499,
+            "talkgroup": "Avondale PD A01",
+            "description": "A01 Dispatch",
+            "category": "Avondale Police",
+            "tag": "Law Dispatch",
+            "freq_mhz": 770.11875,
+            "encrypted": False,
+            "emergency": False,
+            "phase2_tdma": True,
+            "tdma_slot": 0,
+            "unit": 707004,
+            "src_num": 0,
+            "rec_num": 0,
+            "recorder_id": "0_0",
+        }
+    ]
 
 
 def test_an_instance_never_heard_from_reads_as_empty(db):
@@ -356,15 +414,23 @@ def test_feed_status_follows_when_it_was_last_seen(db):
         db.execute(
             "update data.traffic_feeds set received_at = now() - make_interval(secs => %s)", (age,)
         )
-        feed = db.execute("select api.get_traffic_summary()::jsonb -> 'payload' -> 'feed'").fetchone()[0]
+        feed = db.execute(
+            "select api.get_traffic_summary()::jsonb -> 'payload' -> 'feed'"
+        ).fetchone()[0]
         assert feed["status"] == status
 
 
 def test_readers_read_the_traffic_views_and_only_ingest_writes(database_url, db):
     ingest(db, message("calls_active", 5, [call("a")]))
     with pg.connect_as(database_url, "emberlog_reader") as reader:
-        for view in ("traffic_sites", "traffic_recorders", "traffic_feeds", "traffic_live_calls",
-                     "traffic_decode_history", "traffic_call_events"):
+        for view in (
+            "traffic_sites",
+            "traffic_recorders",
+            "traffic_feeds",
+            "traffic_live_calls",
+            "traffic_decode_history",
+            "traffic_call_events",
+        ):
             reader.execute(f"select * from api.{view}").fetchall()
         assert reader.execute("select call_id from api.traffic_call_events").fetchall() == [("a",)]
         assert pg.denied(reader, "select api.ingest_trunk_recorder('{}')")
@@ -374,3 +440,36 @@ def test_readers_read_the_traffic_views_and_only_ingest_writes(database_url, db)
         anon.execute("select api.get_traffic_summary()").fetchone()
     with pg.connect_as(database_url, "emberlog_ingest") as service:
         assert ingest(service, message("calls_active", 6, []))[0]["events"] == 1
+
+
+def test_the_largest_values_a_message_may_hold_are_read_back(db):
+    """Whatever passes the checks can be shown: no read fails on a stored value."""
+    big = 1e14
+    ingest(
+        db,
+        message(
+            "rates",
+            32503680000,
+            [rate(2147483647, "X" * 200, big, control_channel=big, decoderate_interval=big)],
+        ),
+    )
+    entry = call(
+        "c" * 200,
+        elapsed=big,
+        freq=big,
+        talkgroup=-big,
+        unit=big,
+        start_time=32503680000,
+        stop_time=0,
+        tdma_slot=-2147483648,
+        src_num=2147483647,
+        rec_num=-1,
+        length=big,
+    )
+    ingest(db, message("calls_active", 32503680000, [entry]))
+    live = db.execute("select api.list_live_calls()::jsonb").fetchone()[0]
+    assert live["calls"][0]["elapsed_s"] == big and live["calls"][0]["talkgroup_id"] == -big
+    summary = db.execute("select api.get_traffic_summary()::jsonb").fetchone()[0]
+    assert summary["payload"]["decode_sites"][0]["sys_num"] == 2147483647
+    db.execute("select api.get_decode_history('trunk-recorder', '1h')").fetchone()
+    db.execute("select * from api.traffic_call_events").fetchall()
