@@ -10,8 +10,7 @@ from typing import Any
 SESSION = Path(__file__).parent / "data" / "trunk_recorder_session.jsonl"
 INSTANCE = "trunk-recorder"
 INGEST = (
-    "select api.ingest_trunk_recorder(%s::jsonb)::jsonb,"
-    " current_setting('response.status', true)"
+    "select api.ingest_trunk_recorder(%s::jsonb)::jsonb, current_setting('response.status', true)"
 )
 CALL_TYPES = ("traffic.call.started", "traffic.call.ended")
 DECODE_TYPE = "system.site.decode_rate.updated"
@@ -90,7 +89,9 @@ def newest_position(conn) -> int:
 def traffic_state(conn) -> tuple:
     """Everything the traffic monitor stores, to compare before and after."""
     return tuple(
-        conn.execute(f"select coalesce(jsonb_agg(t order by t), '[]') from {table} as t").fetchone()[0]
+        conn.execute(
+            f"select coalesce(jsonb_agg(t order by t), '[]') from {table} as t"
+        ).fetchone()[0]
         for table in (
             "data.traffic_feeds",
             "data.traffic_sites",

@@ -94,12 +94,15 @@ as $$
         when coalesce(pg_catalog.jsonb_typeof(value), 'null') = 'null' then 'null'::jsonb
         when kind = 'flag' then pg_catalog.to_jsonb(internal.tr_flag(value))
         when kind in ('text', 'name', 'id') then pg_catalog.to_jsonb(value #>> '{}')
-        else pg_catalog.to_jsonb(internal.tr_number(value))
+        -- Integers as integers (1.0 -> 1); other numbers to nine decimals, so that each
+        -- fits a double precision (1e-400 -> 0).
+        when kind = 'integer' then pg_catalog.to_jsonb(internal.tr_number(value)::bigint)
+        else pg_catalog.to_jsonb(pg_catalog.trim_scale(pg_catalog.round(internal.tr_number(value), 9)))
     end
 $$;
 
 comment on function internal.tr_typed(jsonb, text) is
-'A valid Trunk Recorder value as its kind''s JSON type: numbers as numbers, flags as booleans, texts and ids as strings.';
+'A valid Trunk Recorder value as its kind''s JSON type: integers as integers (1.0 -> 1), other numbers rounded to nine decimals, flags as booleans, texts and ids as strings.';
 
 create or replace function internal.trunk_recorder_fields(message_type text)
 returns table (field text, kind text, required boolean, ord integer)

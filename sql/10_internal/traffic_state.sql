@@ -281,7 +281,7 @@ as $$
 declare
     message_type text := message ->> 'type';
     instance text := message ->> 'instance_id';
-    reported timestamptz := to_timestamp(internal.tr_number(message -> 'timestamp')::double precision);
+    reported timestamptz := to_timestamp(internal.tr_typed(message -> 'timestamp', 'epoch')::double precision);
     digest text := md5(message::text);
     emitted integer;
 begin

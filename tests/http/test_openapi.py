@@ -31,6 +31,10 @@ async def test_the_document_is_valid_openapi_and_describes_the_sql_routes(client
         "/api/v1/sse",
         "/api/v1/events",
         "/api/v1/ingest/events",
+        "/api/v1/ingest/trunk-recorder",
+        "/api/v1/traffic/summary",
+        "/api/v1/traffic/live-calls",
+        "/api/v1/traffic/decode-history",
     }
     listing = doc["paths"][INCIDENTS]["get"]
     assert listing["operationId"] == "list_incidents"
