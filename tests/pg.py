@@ -172,9 +172,10 @@ def behaviour(conn: psycopg.Connection) -> dict[str, dict[str, tuple]]:
 
 
 def empty_tables(conn: psycopg.Connection) -> None:
-    """Incidents, the event queue and log, the event envelopes and the traffic state emptied, ids from 1
-    again, nothing pruned. Locked in the order a stream fetch locks them (queue, log,
-    then what it joins), so emptying under a running server's fetch cannot deadlock."""
+    """Incidents, the event queue and log, the event envelopes and the traffic state
+    emptied, ids from 1 again, nothing pruned. Locked in the order a stream fetch locks
+    them (queue, log, then what it joins), so emptying under a running server's fetch
+    cannot deadlock."""
     conn.execute(
         "truncate data.event_queue, data.events, data.event_envelopes, data.incidents"
         " restart identity"

@@ -38,7 +38,7 @@ from hypothesis import strategies as st
 from app.http.errors import CODE, ApiError, default_code, from_database, status_for_sqlstate
 from tests.conftest import app_client
 from tests.incidents import INCIDENT_FIELDS, payload
-from tests.properties import through_the_app
+from tests.properties import JSON_VALUES, through_the_app
 
 PURE = hypothesis_settings(max_examples=150, deadline=None, derandomize=True, database=None)
 PROPERTY = through_the_app(max_examples=60)
@@ -68,20 +68,6 @@ SERVER_MESSAGES = (
 )
 
 NO_NUL = st.text(alphabet=st.characters(exclude_characters="\x00"))
-SCALARS = (
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text()
-)
-JSON_VALUES = st.recursive(
-    SCALARS,
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
 JSON_OBJECTS = st.dictionaries(st.text(max_size=12), JSON_VALUES, max_size=6)
 BODY_FIELDS = st.sampled_from(INCIDENT_FIELDS[1:11])  # the ten keys Calypso sends
 TEXT_FIELDS = st.sampled_from(

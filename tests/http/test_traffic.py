@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from tests import pg
 from tests.conftest import app_client, only_connection_held
-from tests.properties import through_the_app
+from tests.properties import JSON_VALUES, through_the_app
 from tests.sse import FrameParser, read_events
 from tests.traffic import INSTANCE, call, message, rate, session, traffic_state
 
@@ -437,20 +437,6 @@ async def test_a_call_the_ingest_accepts_never_breaks_the_live_calls_read(client
 
 # -- Property: no hostile body is a 5xx ---------------------------------------------------
 
-SCALARS = (
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text()
-)
-JSON_VALUES = st.recursive(
-    SCALARS,
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
 # What older plugin versions send (every value a string), and the flags' spellings.
 TEXT_VALUES = st.from_regex(r"\A ?[+-]?[0-9]{1,22}(\.[0-9]{0,22})? ?\Z") | st.sampled_from(
     ["true", "false", "TRUE", "", "1", "0", "1.0", "-0", "1e5", "NaN", "Infinity"]
