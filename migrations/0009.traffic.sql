@@ -86,3 +86,23 @@ create table data.traffic_calls (
 
 comment on table data.traffic_calls is
 'The calls on the air now per instance: the latest calls_active snapshot, one row per call (entry: its entry as sent, values typed). A call absent from the next snapshot is deleted and its traffic.call.ended event recorded in the same transaction.';
+
+-- Rewritten every second or so, a row at a time: room on each page for the new version
+-- (HOT updates, pruned as the page is read), and vacuumed by the number of dead rows,
+-- not by a share of a table that never grows. The event queue, filled and emptied at
+-- the same pace, likewise.
+alter table data.traffic_feeds set (
+    fillfactor = 50, autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 2000
+);
+alter table data.traffic_sites set (
+    fillfactor = 50, autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 2000
+);
+alter table data.traffic_recorders set (
+    fillfactor = 50, autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 2000
+);
+alter table data.traffic_calls set (
+    fillfactor = 50, autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 2000
+);
+alter table data.event_queue set (
+    autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 2000
+);

@@ -1,115 +1,87 @@
 -- Trunk Recorder's status messages (its MQTT status plugin: rates, recorders,
--- calls_active): what a valid one is, and its entries with their values typed. Applying
--- them to the traffic monitor's state: sql/10_internal/traffic_state.sql. A DBA changes
--- a rule here and runs `make migrate`.
+-- calls_active): what a valid one is, and its entries with their values typed, checked
+-- for a whole batch in one query (internal.trunk_recorder_checked). Applying them to the
+-- traffic monitor's state: sql/10_internal/traffic_state.sql. A DBA changes a rule here
+-- and runs `make migrate`.
 --
--- The value helpers (tr_number, tr_flag, tr_value_problem, tr_typed) have no SET clause
--- so that PostgreSQL can inline them (they run for every field of every entry); they
--- call only pg_catalog, which is searched first whatever the search_path.
+-- internal.tr_value and internal.trunk_recorder_fields run for every field of every
+-- entry: SQL table functions without a SET clause, so that PostgreSQL inlines them into
+-- the batch's query (no call per field); they use only pg_catalog, which is searched
+-- first whatever the search_path.
 
-create or replace function internal.tr_number(value jsonb)
-returns numeric
+create or replace function internal.tr_value(value jsonb, kind text)
+returns table (problem text, typed jsonb, missing boolean)
 language sql
 immutable
 parallel safe
 as $$
-    -- A JSON number, or a decimal number in a string (older plugin versions send every
-    -- value as a string); null for anything else.
-    select case pg_catalog.jsonb_typeof(value)
-        when 'number' then (value #>> '{}')::numeric
-        when 'string' then case
-            when pg_catalog.btrim(value #>> '{}') ~ '^[+-]?[0-9]{1,20}(\.[0-9]{0,20})?$'
-                then pg_catalog.btrim(value #>> '{}')::numeric
-        end
-    end
-$$;
-
-comment on function internal.tr_number(jsonb) is
-'A Trunk Recorder number: a JSON number, or a decimal in a string (older plugin versions send strings); else null.';
-
-create or replace function internal.tr_flag(value jsonb)
-returns boolean
-language sql
-immutable
-parallel safe
-as $$
-    select case pg_catalog.jsonb_typeof(value)
-        when 'boolean' then (value #>> '{}')::boolean
-        when 'number' then case value #>> '{}' when '1' then true when '0' then false end
-        when 'string' then case pg_catalog.lower(pg_catalog.btrim(value #>> '{}'))
-            when 'true' then true when '1' then true
-            when 'false' then false when '0' then false when '' then false
-        end
-    end
-$$;
-
-comment on function internal.tr_flag(jsonb) is
-'A Trunk Recorder flag: true/false, 1/0, or the strings "true"/"false"/"1"/"0"/"" (older plugin versions); else null. (Upstream reads the string "false" as true; this does not.)';
-
-create or replace function internal.tr_value_problem(value jsonb, kind text)
-returns text
-language sql
-immutable
-parallel safe
-as $$
-    -- Null (fine) for an absent or null value: whether it is required is the caller's.
-    select case
-        when coalesce(pg_catalog.jsonb_typeof(value), 'null') = 'null' then null
-        when kind = 'flag' then case
-            when internal.tr_flag(value) is null then 'must be true or false'
-        end
-        when kind in ('text', 'name', 'id') then case
-            when pg_catalog.jsonb_typeof(value) not in ('string', 'number')
-                or (kind = 'name' and pg_catalog.jsonb_typeof(value) <> 'string')
-                then 'must be a string'
-            when kind in ('name', 'id') and pg_catalog.length(value #>> '{}') not between 1 and 200
-                then 'must have 1 to 200 characters'
-            when pg_catalog.length(value #>> '{}') > 500 then 'must have at most 500 characters'
-        end
-        else (
-            select case
-                when n is null then 'must be a number'
-                when kind = 'integer' and (n <> trunc(n) or n not between -2147483648 and 2147483647)
-                    then 'must be an integer'
-                when kind = 'epoch' and n not between 0 and 32503680000
-                    then 'must be seconds since 1970-01-01 (epoch)'
-                when kind = 'number' and abs(n) >= 1e15 then 'is out of range'
+    select
+        case
+            when x.json_type = 'null' then null  -- absent or null: whether required is the caller's
+            when kind = 'flag' then case when x.flag is null then 'must be true or false' end
+            when kind in ('text', 'name', 'id') then case
+                when x.json_type not in ('string', 'number') or (kind = 'name' and x.json_type <> 'string')
+                    then 'must be a string'
+                when kind in ('name', 'id') and length(value #>> '{}') not between 1 and 200
+                    then 'must have 1 to 200 characters'
+                when length(value #>> '{}') > 500 then 'must have at most 500 characters'
             end
-            from (select internal.tr_number(value) as n) as x
-        )
-    end
+            when x.n is null then 'must be a number'
+            when kind = 'integer' and (x.n <> trunc(x.n) or x.n not between -2147483648 and 2147483647)
+                then 'must be an integer'
+            when kind = 'epoch' and x.n not between 0 and 32503680000
+                then 'must be seconds since 1970-01-01 (epoch)'
+            when kind = 'number' and abs(x.n) >= 1e15 then 'is out of range'
+        end,
+        -- The value as its kind's JSON type, where it is not that already (null when it
+        -- is, or is absent): integers as integers (1.0 -> 1), other numbers to nine
+        -- decimals (each fits a double precision: 1e-400 -> 0), flags as booleans,
+        -- texts and ids as strings.
+        case
+            when x.json_type = 'null' then null
+            when kind = 'flag' then case when x.json_type <> 'boolean' then to_jsonb(x.flag) end
+            when kind in ('text', 'name', 'id') then case
+                when x.json_type <> 'string' then to_jsonb(value #>> '{}')
+            end
+            when kind = 'integer' then case
+                when x.json_type <> 'number' or scale(x.n) > 0 then to_jsonb(x.n::bigint)
+            end
+            when x.json_type <> 'number' or scale(x.n) > 9 then to_jsonb(trim_scale(round(x.n, 9)))
+        end,
+        x.json_type = 'null'
+    from (
+        select
+            coalesce(jsonb_typeof(value), 'null') as json_type,
+            -- A number: a JSON number, or a decimal in a string (older plugin versions
+            -- send every value as a string).
+            case jsonb_typeof(value)
+                when 'number' then value::numeric
+                when 'string' then case
+                    when btrim(value #>> '{}') ~ '^[+-]?[0-9]{1,20}(\.[0-9]{0,20})?$'
+                        then btrim(value #>> '{}')::numeric
+                end
+            end as n,
+            -- A flag: true/false, 1/0, "true"/"false"/"1"/"0"/"" (upstream reads the
+            -- string "false" as true; this does not).
+            case jsonb_typeof(value)
+                when 'boolean' then value::boolean
+                when 'number' then case value::numeric when 1 then true when 0 then false end
+                when 'string' then case lower(btrim(value #>> '{}'))
+                    when 'true' then true when '1' then true
+                    when 'false' then false when '0' then false when '' then false
+                end
+            end as flag
+    ) as x
 $$;
 
-comment on function internal.tr_value_problem(jsonb, text) is
-'Null when value is absent, null, or of the kind (integer, number, epoch, flag, text, name, id); otherwise what is wrong.';
-
-create or replace function internal.tr_typed(value jsonb, kind text)
-returns jsonb
-language sql
-immutable
-parallel safe
-as $$
-    -- A valid value (internal.tr_value_problem) as its kind's JSON type.
-    select case
-        when coalesce(pg_catalog.jsonb_typeof(value), 'null') = 'null' then 'null'::jsonb
-        when kind = 'flag' then pg_catalog.to_jsonb(internal.tr_flag(value))
-        when kind in ('text', 'name', 'id') then pg_catalog.to_jsonb(value #>> '{}')
-        -- Integers as integers (1.0 -> 1); other numbers to nine decimals, so that each
-        -- fits a double precision (1e-400 -> 0).
-        when kind = 'integer' then pg_catalog.to_jsonb(internal.tr_number(value)::bigint)
-        else pg_catalog.to_jsonb(pg_catalog.trim_scale(pg_catalog.round(internal.tr_number(value), 9)))
-    end
-$$;
-
-comment on function internal.tr_typed(jsonb, text) is
-'A valid Trunk Recorder value as its kind''s JSON type: integers as integers (1.0 -> 1), other numbers rounded to nine decimals, flags as booleans, texts and ids as strings.';
+comment on function internal.tr_value(jsonb, text) is
+'One Trunk Recorder value checked against its kind (integer, number, epoch, flag, text, name, id): problem (null when fine, also for an absent or null value: whether it is required is the caller''s); typed, the value as its kind''s JSON type where it is not that already (integers as integers, other numbers to nine decimals, flags as booleans, also from "true"/"false"/"1"/"0" as older plugins send them, texts and ids as strings), else null; missing, whether it is absent or null.';
 
 create or replace function internal.trunk_recorder_fields(message_type text)
 returns table (field text, kind text, required boolean, ord integer)
 language sql
 immutable
 parallel safe
-set search_path = pg_catalog, pg_temp
 as $$
     -- The fields of one entry of each message type that are checked and typed (from the
     -- plugin's sources); others are kept as sent. Required: what the state needs.
@@ -164,97 +136,134 @@ $$;
 comment on function internal.trunk_recorder_fields(text) is
 'The checked fields of one entry of a Trunk Recorder message type (rates, recorders, calls_active): name, kind (internal.tr_value_problem), whether required, order. Other fields are stored as sent.';
 
-create or replace function internal.trunk_recorder_list(message_type text)
-returns text
+create or replace function internal.trunk_recorder_checked(messages jsonb)
+returns table (n bigint, message jsonb, problem jsonb)
 language sql
-immutable
-parallel safe
-set search_path = pg_catalog, pg_temp
-as $$
-    select case message_type
-        when 'rates' then 'rates' when 'recorders' then 'recorders' when 'calls_active' then 'calls'
-    end
-$$;
-
-comment on function internal.trunk_recorder_list(text) is
-'The key of a message type''s entries: rates -> rates, recorders -> recorders, calls_active -> calls; null for other types.';
-
-create or replace function internal.trunk_recorder_problem(message jsonb)
-returns jsonb
-language plpgsql
 stable
 set search_path = pg_catalog, pg_temp
 as $$
-declare
-    message_type text := message ->> 'type';
-    list_key text := internal.trunk_recorder_list(message_type);
-    entries jsonb := message -> list_key;
-    problem text;
-    found jsonb;
-begin
-    if jsonb_typeof(message) is distinct from 'object' then
-        return jsonb_build_object('field', null, 'message', 'a message must be a JSON object');
-    end if;
-    if list_key is null then
-        return jsonb_build_object('field', 'type', 'message', 'must be rates, recorders or calls_active');
-    end if;
-    problem := internal.text_problem(message -> 'instance_id', true, 200);
-    if problem is not null then
-        return jsonb_build_object('field', 'instance_id', 'message', problem);
-    end if;
-    problem := coalesce(
-        internal.tr_value_problem(message -> 'timestamp', 'epoch'),
-        case when coalesce(jsonb_typeof(message -> 'timestamp'), 'null') = 'null' then 'is required' end
-    );
-    if problem is not null then
-        return jsonb_build_object('field', 'timestamp', 'message', problem || ' (seconds since 1970)');
-    end if;
-    if jsonb_typeof(entries) is distinct from 'array' then
-        return jsonb_build_object('field', list_key, 'message', 'must be an array');
-    end if;
-    if jsonb_array_length(entries) > 2000 then
-        return jsonb_build_object('field', list_key, 'message', 'may hold at most 2000 entries');
-    end if;
-    select jsonb_build_object(
-        'field', list_key || '[' || (e.n - 1) || ']' || coalesce('.' || f.field, ''),
-        'message', p.problem
+    with given as (
+        select
+            m.n,
+            m.message,
+            m.message ->> 'type' as message_type,
+            case m.message ->> 'type'
+                when 'rates' then 'rates' when 'recorders' then 'recorders' when 'calls_active' then 'calls'
+            end as list_key,
+            internal.text_problem(m.message -> 'instance_id', true, 200) as instance_problem
+        from jsonb_array_elements(messages) with ordinality as m (message, n)
+    ),
+
+    headed as (
+        -- What is wrong with the message itself, if anything; its timestamp typed.
+        select
+            g.n,
+            g.message,
+            g.message_type,
+            g.list_key,
+            coalesce(ts.typed, g.message -> 'timestamp') as reported,
+            case
+                when jsonb_typeof(g.message) is distinct from 'object'
+                    then jsonb_build_object('field', null, 'message', 'a message must be a JSON object')
+                when g.list_key is null
+                    then jsonb_build_object('field', 'type', 'message', 'must be rates, recorders or calls_active')
+                when g.instance_problem is not null
+                    then jsonb_build_object('field', 'instance_id', 'message', g.instance_problem)
+                when ts.problem is not null or ts.missing
+                    then jsonb_build_object(
+                        'field', 'timestamp',
+                        'message', coalesce(ts.problem, 'is required') || ' (seconds since 1970)'
+                    )
+                when jsonb_typeof(g.message -> g.list_key) is distinct from 'array'
+                    then jsonb_build_object('field', g.list_key, 'message', 'must be an array')
+                when jsonb_array_length(g.message -> g.list_key) > 2000
+                    then jsonb_build_object('field', g.list_key, 'message', 'may hold at most 2000 entries')
+            end as head_problem
+        from given as g
+        cross join lateral internal.tr_value(
+            case when jsonb_typeof(g.message) = 'object' then g.message -> 'timestamp' end, 'epoch'
+        ) as ts
+    ),
+
+    entries as (
+        select h.n, h.list_key, h.message_type, e.idx, e.entry
+        from headed as h
+        cross join lateral jsonb_array_elements(
+            case when h.head_problem is null then h.message -> h.list_key end
+        ) with ordinality as e (entry, idx)
+    ),
+
+    field_checks as (
+        -- The checked fields of every entry that are wrong, or missing and required, or
+        -- to be typed (a plugin that sends typed JSON has none of those).
+        select
+            e.n,
+            e.idx,
+            f.ord,
+            f.field,
+            e.list_key,
+            coalesce(v.problem, case when f.required and v.missing then 'is required' end) as problem,
+            v.typed
+        from entries as e
+        inner join lateral internal.trunk_recorder_fields(e.message_type) as f
+            on jsonb_typeof(e.entry) = 'object'
+        cross join lateral internal.tr_value(e.entry -> f.field, f.kind) as v
+        where v.problem is not null or (f.required and v.missing) or v.typed is not null
+    ),
+
+    checked_fields as (
+        select
+            c.n,
+            c.idx,
+            (array_agg(jsonb_build_object(
+                'field', c.list_key || '[' || (c.idx - 1) || '].' || c.field, 'message', c.problem
+            ) order by c.ord) filter (where c.problem is not null))[1] as problem,
+            jsonb_object_agg(c.field, c.typed) filter (where c.typed is not null) as typed
+        from field_checks as c
+        group by c.n, c.idx
+    ),
+
+    checked_entries as (
+        -- Each entry: its first problem (in field order), and itself with its checked
+        -- fields typed (other fields as sent).
+        select
+            e.n,
+            e.idx,
+            case
+                when jsonb_typeof(e.entry) <> 'object' then jsonb_build_object(
+                    'field', e.list_key || '[' || (e.idx - 1) || ']', 'message', 'must be an object'
+                )
+                else c.problem
+            end as problem,
+            case
+                when jsonb_typeof(e.entry) = 'object' then e.entry || coalesce(c.typed, '{}')
+                else e.entry
+            end as entry
+        from entries as e
+        left join checked_fields as c on e.n = c.n and e.idx = c.idx
+    ),
+
+    per_message as (
+        select
+            c.n,
+            (array_agg(c.problem order by c.idx) filter (where c.problem is not null))[1] as problem,
+            jsonb_agg(c.entry order by c.idx) as entries
+        from checked_entries as c
+        group by c.n
     )
-    into found
-    from jsonb_array_elements(entries) with ordinality as e (entry, n)
-    left join internal.trunk_recorder_fields(message_type) as f on jsonb_typeof(e.entry) = 'object'
-    cross join lateral (
-        select case
-            when jsonb_typeof(e.entry) <> 'object' then 'must be an object'
-            when f.required and coalesce(jsonb_typeof(e.entry -> f.field), 'null') = 'null' then 'is required'
-            else internal.tr_value_problem(e.entry -> f.field, f.kind)
-        end as problem
-    ) as p
-    where p.problem is not null
-    order by e.n, f.ord
-    limit 1;
-    return found;
-end
+
+    select
+        h.n,
+        case when coalesce(h.head_problem, p.problem) is null then
+            h.message || jsonb_build_object(
+                'timestamp', h.reported, h.list_key, coalesce(p.entries, '[]')
+            )
+        end,
+        coalesce(h.head_problem, p.problem)
+    from headed as h
+    left join per_message as p on h.n = p.n
+    order by h.n
 $$;
 
-comment on function internal.trunk_recorder_problem(jsonb) is
-'Null when message is a valid Trunk Recorder status message ({type: rates|recorders|calls_active, instance_id, timestamp (epoch seconds), rates|recorders|calls: [entry, ...]}, at most 2000 entries, each entry''s fields as internal.trunk_recorder_fields says); otherwise {field, message} of the first problem (field e.g. "calls[2].talkgroup").';
-
-create or replace function internal.trunk_recorder_entries(message jsonb)
-returns table (n bigint, entry jsonb)
-language sql
-stable
-set search_path = pg_catalog, pg_temp
-as $$
-    -- Each entry of a valid message with its checked fields typed, in the order sent.
-    select e.n, e.entry || coalesce(typed.fields, '{}')
-    from jsonb_array_elements(message -> internal.trunk_recorder_list(message ->> 'type'))
-        with ordinality as e (entry, n)
-    cross join lateral (
-        select jsonb_object_agg(f.field, internal.tr_typed(e.entry -> f.field, f.kind)) as fields
-        from internal.trunk_recorder_fields(message ->> 'type') as f
-        where e.entry ? f.field
-    ) as typed
-$$;
-
-comment on function internal.trunk_recorder_entries(jsonb) is
-'The entries of a valid Trunk Recorder message, in order, each with its checked fields as their JSON types (numbers, booleans, strings) and other fields as sent.';
+comment on function internal.trunk_recorder_checked(jsonb) is
+'Checks a batch (a JSON array) of Trunk Recorder status messages in one query: per message, in order, n, the message with its timestamp and its entries'' checked fields typed (internal.tr_value; null when invalid), and problem: null when valid ({type: rates|recorders|calls_active, instance_id, timestamp (epoch seconds), rates|recorders|calls: [entry, ...]}, at most 2000 entries, each entry''s fields as internal.trunk_recorder_fields says), else {field, message} of the first problem (field e.g. "calls[2].talkgroup").';

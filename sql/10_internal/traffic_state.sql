@@ -2,7 +2,7 @@
 -- migrations/0009) and the canonical events each message records in the same
 -- transaction. Entry point: internal.apply_trunk_recorder, called by
 -- api.ingest_trunk_recorder (the HTTP route and the MQTT bridge alike) for messages
--- sql/10_internal/traffic_messages.sql found valid. Edit here and run `make migrate`.
+-- sql/10_internal/traffic_messages.sql checked and typed. Edit here and run `make migrate`.
 
 create or replace function internal.decode_status(decode_rate_pct double precision)
 returns text
@@ -48,7 +48,7 @@ begin
             (e.entry ->> 'decoderate')::double precision as decoderate,
             (e.entry ->> 'decoderate_interval')::double precision as interval_s,
             round((e.entry ->> 'control_channel')::numeric)::bigint as control_channel_hz
-        from internal.trunk_recorder_entries(message) as e
+        from jsonb_array_elements(message -> 'rates') with ordinality as e (entry, n)
         order by (e.entry ->> 'sys_num')::integer, e.n desc
     ),
 
@@ -149,7 +149,7 @@ begin
         reported,
         now()
     from (select 1) as one
-    left join internal.trunk_recorder_entries(message) as e on true
+    left join jsonb_array_elements(message -> 'recorders') with ordinality as e (entry, n) on true
     on conflict (instance_id) do update set
         total = excluded.total,
         recording = excluded.recording,
@@ -165,37 +165,30 @@ $$;
 comment on function internal.apply_recorders(text, timestamptz, jsonb) is
 'Applies a valid recorders message: the instance''s recorders as sent (typed) and their counts by rec_state_type (RECORDING, IDLE, AVAILABLE; total counts all). Records no event; returns 0.';
 
-create or replace function internal.call_event(
-    instance text, happened timestamptz, event_type text, call jsonb
-)
-returns table (
-    event_id uuid, event_type text, schema_version text, occurred_at timestamptz,
-    source_module text, source_instance text, source_system text, payload jsonb
-)
+create or replace function internal.call_payload(event_type text, call jsonb)
+returns jsonb
 language sql
-volatile
-set search_path = pg_catalog, pg_temp
+immutable
+parallel safe
 as $$
     -- EVENT_MODEL v0.2 §4.1 (upstream's payload): ids as strings; talkgroup is
     -- "trunkgroup" there; frequency in Hz; duration_seconds only when a call ended.
-    select
-        gen_random_uuid(), call_event.event_type, '1.0.0', happened, 'emberlog-api', instance,
-        call ->> 'sys_name',
-        jsonb_strip_nulls(jsonb_build_object(
-            'system', call ->> 'sys_name',
-            'site', coalesce(call ->> 'sys_num', 'default'),
-            'call_id', call ->> 'id',
-            'trunkgroup_id', call ->> 'talkgroup',
-            'trunkgroup_label', nullif(call ->> 'talkgroup_alpha_tag', ''),
-            'frequency', call -> 'freq',
-            'encrypted', call -> 'encrypted',
-            'emergency', call -> 'emergency',
-            'duration_seconds', case when call_event.event_type = 'traffic.call.ended' then call -> 'elapsed' end
-        ))
+    -- (No SET clause: inlined into the insert of internal.apply_calls_active.)
+    select jsonb_strip_nulls(jsonb_build_object(
+        'system', call ->> 'sys_name',
+        'site', coalesce(call ->> 'sys_num', 'default'),
+        'call_id', call ->> 'id',
+        'trunkgroup_id', call ->> 'talkgroup',
+        'trunkgroup_label', nullif(call ->> 'talkgroup_alpha_tag', ''),
+        'frequency', call -> 'freq',
+        'encrypted', call -> 'encrypted',
+        'emergency', call -> 'emergency',
+        'duration_seconds', case when event_type = 'traffic.call.ended' then call -> 'elapsed' end
+    ))
 $$;
 
-comment on function internal.call_event(text, timestamptz, text, jsonb) is
-'The envelope columns of a traffic.call.started or traffic.call.ended event for a (typed) calls_active entry: payload {system, site, call_id, trunkgroup_id?, trunkgroup_label?, frequency? (Hz), encrypted?, emergency?, duration_seconds? (ended: the call''s last elapsed)}; source {module emberlog-api, instance, system = sys_name}.';
+comment on function internal.call_payload(text, jsonb) is
+'The payload of a traffic.call.started or traffic.call.ended event for a (typed) calls_active entry: {system (sys_name), site (sys_num as text, else "default"), call_id, trunkgroup_id?, trunkgroup_label?, frequency? (Hz), encrypted?, emergency?, duration_seconds? (ended: the call''s last elapsed)}.';
 
 create or replace function internal.apply_calls_active(
     instance text, reported timestamptz, message jsonb
@@ -215,7 +208,7 @@ begin
         select distinct on (e.entry ->> 'id')
             e.entry ->> 'id' as call_id,
             e.entry
-        from internal.trunk_recorder_entries(message) as e
+        from jsonb_array_elements(message -> 'calls') with ordinality as e (entry, n)
         order by e.entry ->> 'id', e.n desc
     ),
 
@@ -253,7 +246,9 @@ begin
         event_id, event_type, schema_version, occurred_at, source_module, source_instance,
         source_system, payload
     )
-    select ev.*
+    select
+        gen_random_uuid(), x.event_type, '1.0.0', x.happened, 'emberlog-api', instance,
+        x.entry ->> 'sys_name', internal.call_payload(x.event_type, x.entry)
     from (
         select 1 as step, u.call_id, u.entry, coalesce(u.started_at, reported) as happened, 'traffic.call.started' as event_type
         from upserted as u
@@ -262,7 +257,6 @@ begin
         select 2, d.call_id, d.entry, reported, 'traffic.call.ended'
         from ended as d
     ) as x
-    cross join lateral internal.call_event(instance, x.happened, x.event_type, x.entry) as ev
     order by x.step, x.call_id;
     get diagnostics emitted = row_count;
     return emitted;
@@ -270,7 +264,7 @@ end
 $$;
 
 comment on function internal.apply_calls_active(text, timestamptz, jsonb) is
-'Applies a valid calls_active message: the instance''s calls on the air become this snapshot (data.traffic_calls); one traffic.call.started event per call not in the stored snapshot (timestamp: its start_time, else the message''s), then one traffic.call.ended per stored call not in this one (timestamp: the message''s), each group in call id order. Returns how many events.';
+'Applies a valid calls_active message: the instance''s calls on the air become this snapshot (data.traffic_calls); one traffic.call.started event (payload: internal.call_payload) per call not in the stored snapshot (timestamp: its start_time, else the message''s), then one traffic.call.ended per stored call not in this one (timestamp: the message''s), each group in call id order. Returns how many events.';
 
 create or replace function internal.apply_trunk_recorder(message jsonb)
 returns jsonb
@@ -281,7 +275,7 @@ as $$
 declare
     message_type text := message ->> 'type';
     instance text := message ->> 'instance_id';
-    reported timestamptz := to_timestamp(internal.tr_typed(message -> 'timestamp', 'epoch')::double precision);
+    reported timestamptz := to_timestamp((message ->> 'timestamp')::double precision);
     digest text := md5(message::text);
     emitted integer;
 begin
@@ -318,4 +312,4 @@ end
 $$;
 
 comment on function internal.apply_trunk_recorder(jsonb) is
-'Applies one valid Trunk Recorder status message (internal.trunk_recorder_problem is null) in the caller''s transaction: {"status": "applied", "events": n}, or {"status": "ignored", "reason"} when the feed (instance and type) already holds a newer message or this very one (data.traffic_feeds). See internal.apply_rates, apply_recorders, apply_calls_active.';
+'Applies one valid Trunk Recorder status message, as internal.trunk_recorder_checked types it, in the caller''s transaction: {"status": "applied", "events": n}, or {"status": "ignored", "reason"} when the feed (instance and type) already holds a newer message or this very one (data.traffic_feeds). See internal.apply_rates, apply_recorders, apply_calls_active.';

@@ -13,10 +13,10 @@ as $$
 declare
     batch boolean := jsonb_typeof(body) = 'array';
     given integer;
-    message jsonb;
-    problem jsonb;
+    checked record;
     outcome jsonb;
-    results jsonb := '[]';
+    outcomes jsonb[] := '{}';
+    results jsonb;
     report jsonb;
 begin
     if jsonb_typeof(body) is distinct from 'object' and not batch then
@@ -32,24 +32,24 @@ begin
             hint = 'invalid_body';
     end if;
 
-    -- In the order sent: each message is checked, then applied against what the ones
-    -- before it left (a feed's messages must be applied in order).
-    for message in
-        select m.message
-        from jsonb_array_elements(case when batch then body else jsonb_build_array(body) end)
-            with ordinality as m (message, n)
-        order by m.n
+    -- Every message checked at once; then, in the order sent, each valid one applied
+    -- against what the ones before it left (a feed's messages must be applied in order).
+    for checked in
+        select c.n, c.message, c.problem, m.message as sent
+        from internal.trunk_recorder_checked(case when batch then body else jsonb_build_array(body) end) as c
+        inner join jsonb_array_elements(case when batch then body else jsonb_build_array(body) end)
+            with ordinality as m (message, n) on c.n = m.n
+        order by c.n
     loop
-        problem := internal.trunk_recorder_problem(message);
-        if problem is null then
-            outcome := internal.apply_trunk_recorder(message);
+        if checked.problem is null then
+            outcome := internal.apply_trunk_recorder(checked.message);
         else
             outcome := jsonb_build_object(
                 'status', 'rejected',
                 'error', jsonb_build_object(
                     'code', 'validation_failed',
-                    'message', coalesce((problem ->> 'field') || ' ', '') || (problem ->> 'message'),
-                    'details', jsonb_build_object('field', problem -> 'field')
+                    'message', coalesce((checked.problem ->> 'field') || ' ', '') || (checked.problem ->> 'message'),
+                    'details', jsonb_build_object('field', checked.problem -> 'field')
                 )
             );
             if not batch then
@@ -59,11 +59,12 @@ begin
                     hint = 'validation_failed';
             end if;
         end if;
-        results := results || jsonb_build_array(jsonb_build_object(
-            'type', case when jsonb_typeof(message) = 'object' then message -> 'type' end,
-            'instance_id', case when jsonb_typeof(message) = 'object' then message -> 'instance_id' end
+        outcomes := outcomes || (jsonb_build_object(
+            'type', case when jsonb_typeof(checked.sent) = 'object' then checked.sent -> 'type' end,
+            'instance_id', case when jsonb_typeof(checked.sent) = 'object' then checked.sent -> 'instance_id' end
         ) || outcome);
     end loop;
+    results := to_jsonb(outcomes);
 
     if not batch then
         return results -> 0;
