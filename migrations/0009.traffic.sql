@@ -21,7 +21,7 @@ create table data.traffic_feeds (
 comment on table data.traffic_feeds is
 'The clock of each Trunk Recorder feed: per instance and message type, the timestamp of the newest message applied, the digests of the messages applied with that timestamp (so a redelivered one is recognised), and when it was received. A message older than reported_at, or already applied, changes nothing.';
 comment on column data.traffic_feeds.reported_at is 'The newest applied message''s timestamp (Trunk Recorder''s clock).';
-comment on column data.traffic_feeds.applied_digests is 'md5 of each message applied with timestamp = reported_at.';
+comment on column data.traffic_feeds.applied_digests is 'The fingerprint (jsonb_hash_extended) of each message applied with timestamp = reported_at.';
 comment on column data.traffic_feeds.received_at is 'When the newest message of this type was received (the database''s clock): the feed''s liveness.';
 
 create table data.traffic_sites (

@@ -77,15 +77,15 @@ $$;
 comment on function internal.tr_value(jsonb, text) is
 'One Trunk Recorder value checked against its kind (integer, number, epoch, flag, text, name, id): problem (null when fine, also for an absent or null value: whether it is required is the caller''s); typed, the value as its kind''s JSON type where it is not that already (integers as integers, other numbers to nine decimals, flags as booleans, also from "true"/"false"/"1"/"0" as older plugins send them, texts and ids as strings), else null; missing, whether it is absent or null.';
 
-create or replace function internal.trunk_recorder_fields(message_type text)
-returns table (field text, kind text, required boolean, ord integer)
+create or replace function internal.trunk_recorder_fields()
+returns table (message_type text, field text, kind text, required boolean, ord integer)
 language sql
 immutable
 parallel safe
 as $$
     -- The fields of one entry of each message type that are checked and typed (from the
     -- plugin's sources); others are kept as sent. Required: what the state needs.
-    select f.field, f.kind, f.required, f.ord::integer
+    select f.message_type, f.field, f.kind, f.required, f.ord::integer
     from (
         values
         ('rates', 'sys_num', 'integer', true, 1),
@@ -130,11 +130,10 @@ as $$
         ('calls_active', 'start_time', 'epoch', false, 25),
         ('calls_active', 'stop_time', 'epoch', false, 26)
     ) as f (message_type, field, kind, required, ord)
-    where f.message_type = trunk_recorder_fields.message_type
 $$;
 
-comment on function internal.trunk_recorder_fields(text) is
-'The checked fields of one entry of a Trunk Recorder message type (rates, recorders, calls_active): name, kind (internal.tr_value_problem), whether required, order. Other fields are stored as sent.';
+comment on function internal.trunk_recorder_fields() is
+'The checked fields of an entry of each Trunk Recorder message type (rates, recorders, calls_active): name, kind (internal.tr_value), whether required, order. Other fields are stored as sent.';
 
 create or replace function internal.trunk_recorder_checked(messages jsonb)
 returns table (n bigint, message jsonb, problem jsonb)
@@ -194,21 +193,26 @@ as $$
     ),
 
     field_checks as (
-        -- The checked fields of every entry that are wrong, or missing and required, or
-        -- to be typed (a plugin that sends typed JSON has none of those).
-        select
-            e.n,
-            e.idx,
-            f.ord,
-            f.field,
-            e.list_key,
-            coalesce(v.problem, case when f.required and v.missing then 'is required' end) as problem,
-            v.typed
+        -- The checked fields of every entry that are wrong or to be typed (a plugin that
+        -- sends typed JSON has none), read once each (jsonb_each), and the required ones
+        -- that are absent or null.
+        select e.n, e.idx, f.ord, f.field, e.list_key, v.problem, v.typed
         from entries as e
-        inner join lateral internal.trunk_recorder_fields(e.message_type) as f
-            on jsonb_typeof(e.entry) = 'object'
-        cross join lateral internal.tr_value(e.entry -> f.field, f.kind) as v
-        where v.problem is not null or (f.required and v.missing) or v.typed is not null
+        cross join lateral jsonb_each(
+            case when jsonb_typeof(e.entry) = 'object' then e.entry end
+        ) as kv (key, value)
+        inner join internal.trunk_recorder_fields() as f
+            on e.message_type = f.message_type and kv.key = f.field
+        cross join lateral internal.tr_value(kv.value, f.kind) as v
+        where v.problem is not null or v.typed is not null
+        union all
+        select e.n, e.idx, f.ord, f.field, e.list_key, 'is required', null
+        from entries as e
+        inner join internal.trunk_recorder_fields() as f
+            on e.message_type = f.message_type and f.required
+        where
+            jsonb_typeof(e.entry) = 'object'
+            and coalesce(jsonb_typeof(e.entry -> f.field), 'null') = 'null'
     ),
 
     checked_fields as (
@@ -266,4 +270,4 @@ as $$
 $$;
 
 comment on function internal.trunk_recorder_checked(jsonb) is
-'Checks a batch (a JSON array) of Trunk Recorder status messages in one query: per message, in order, n, the message with its timestamp and its entries'' checked fields typed (internal.tr_value; null when invalid), and problem: null when valid ({type: rates|recorders|calls_active, instance_id, timestamp (epoch seconds), rates|recorders|calls: [entry, ...]}, at most 2000 entries, each entry''s fields as internal.trunk_recorder_fields says), else {field, message} of the first problem (field e.g. "calls[2].talkgroup").';
+'Checks a batch (a JSON array) of Trunk Recorder status messages in one query: per message, in order, n, the message with its timestamp and its entries'' checked fields typed (internal.tr_value; null when invalid), and problem: null when valid ({type: rates|recorders|calls_active, instance_id, timestamp (epoch seconds), rates|recorders|calls: [entry, ...]}, at most 2000 entries, each entry''s fields as internal.trunk_recorder_fields() says), else {field, message} of the first problem (field e.g. "calls[2].talkgroup").';

@@ -9,8 +9,8 @@ returns text
 language sql
 immutable
 parallel safe
-set search_path = pg_catalog, pg_temp
 as $$
+    -- (No SET clause, so that PostgreSQL inlines it; only pg_catalog's operators.)
     select case
         when decode_rate_pct >= 90 then 'ok'
         when decode_rate_pct >= 70 then 'warn'
@@ -168,7 +168,7 @@ comment on function internal.apply_recorders(text, timestamptz, jsonb) is
 create or replace function internal.call_payload(event_type text, call jsonb)
 returns jsonb
 language sql
-immutable
+stable  -- as jsonb_build_object is: so that PostgreSQL inlines it
 parallel safe
 as $$
     -- EVENT_MODEL v0.2 §4.1 (upstream's payload): ids as strings; talkgroup is
@@ -276,7 +276,8 @@ declare
     message_type text := message ->> 'type';
     instance text := message ->> 'instance_id';
     reported timestamptz := to_timestamp((message ->> 'timestamp')::double precision);
-    digest text := md5(message::text);
+    -- The message's fingerprint (64 bits, hashed from its binary form: no text made).
+    digest text := jsonb_hash_extended(message, 0)::text;
     emitted integer;
 begin
     -- The feed's clock, locked for this instance and type to the end of the transaction
