@@ -352,6 +352,11 @@ class Settings:
         500, "BRIDGE_BATCH_SIZE", parse.integer(1, 1000), BRIDGE,
         "At most this many messages applied per transaction (those already received).",
     )  # fmt: skip
+    bridge_connections: int = setting(
+        2, "BRIDGE_CONNECTIONS", parse.integer(1, 16), BRIDGE,
+        "Database connections applying a batch side by side, split by Trunk Recorder"
+        " instance (one instance's messages always on one connection, in order).",
+    )  # fmt: skip
     bridge_role: str = setting(
         "emberlog_ingest", "BRIDGE_ROLE", parse.text, BRIDGE,
         "The role the bridge's transactions run as (it logs in as DATABASE_URL).",

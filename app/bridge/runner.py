@@ -1,5 +1,6 @@
 """The bridge's loop: what the broker delivered, in order and in batches, into the
-database; each message acknowledged once its batch committed (or once it is known that
+database (a batch split by Trunk Recorder instance over BRIDGE_CONNECTIONS connections);
+each message acknowledged, in the order received, once its batch committed (or once it is known that
 it never can be: not JSON, malformed, failing on its own: logged and counted).
 
 SIGTERM or SIGINT: go on applying what was received for up to BRIDGE_DRAIN_SECONDS,
@@ -14,6 +15,7 @@ import contextlib
 import json
 import logging
 import signal
+import zlib
 from typing import Any
 
 from ..settings import Settings
@@ -28,13 +30,13 @@ class Bridge:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.queue: asyncio.Queue[Received] = asyncio.Queue()
-        self.sink = Sink(settings)
+        self.sinks = [Sink(settings) for _ in range(settings.bridge_connections)]
         self.source: Source | None = None
 
     def ready(self) -> dict[str, bool]:
         return {
             "mqtt": bool(self.source and self.source.connected),
-            "database": self.sink.connected,
+            "database": all(sink.connected for sink in self.sinks),
         }
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -56,7 +58,8 @@ class Bridge:
         with contextlib.suppress(asyncio.CancelledError):
             await feeding
         self.source.stop()
-        await self.sink.close()
+        for sink in self.sinks:
+            await sink.close()
         if http is not None:
             http.shutdown()
         log.info("stopped; %d received message(s) left to the broker", self.queue.qsize())
@@ -67,7 +70,7 @@ class Bridge:
 
     async def _feed(self, stop: asyncio.Event) -> None:
         """Batches until stopped and nothing received is left."""
-        await self.sink.open()
+        await asyncio.gather(*(sink.open() for sink in self.sinks))
         while not (stop.is_set() and self.queue.empty()):
             batch = await self._next_batch(stop)
             if batch:
@@ -102,17 +105,38 @@ class Bridge:
         service.BATCH_SIZE.observe(len(batch))
 
     async def _results(self, bodies: list[Any]) -> list[dict[str, Any]]:
-        if not bodies:
-            return []
-        try:
-            return await self.sink.apply(bodies)
-        except BatchFailed:
-            return [await self._alone(body) for body in bodies]
+        """Each message's result, in order. The batch is split by Trunk Recorder
+        instance over the connections (an instance's messages always on the same one,
+        in order: a feed's order is all that matters), applied side by side."""
+        shards: dict[int, list[int]] = {}
+        for i, body in enumerate(bodies):
+            shards.setdefault(self._shard(body), []).append(i)
+        answers = await asyncio.gather(
+            *(
+                self._shard_results(self.sinks[k], [bodies[i] for i in at])
+                for k, at in shards.items()
+            )
+        )
+        results: list[dict[str, Any]] = [{}] * len(bodies)
+        for at, answer in zip(shards.values(), answers, strict=True):
+            for i, result in zip(at, answer, strict=True):
+                results[i] = result
+        return results
 
-    async def _alone(self, body: Any) -> dict[str, Any]:
+    def _shard(self, body: Any) -> int:
+        instance = body.get("instance_id") if isinstance(body, dict) else None
+        return zlib.crc32(str(instance).encode()) % len(self.sinks)
+
+    async def _shard_results(self, sink: Sink, bodies: list[Any]) -> list[dict[str, Any]]:
+        try:
+            return await sink.apply(bodies)
+        except BatchFailed:
+            return [await self._alone(sink, body) for body in bodies]
+
+    async def _alone(self, sink: Sink, body: Any) -> dict[str, Any]:
         """One message of a failed batch on its own: its result, or its failure."""
         try:
-            return (await self.sink.apply([body]))[0]
+            return (await sink.apply([body]))[0]
         except BatchFailed as exc:
             return {"status": "failed", "error": {"message": str(exc)}}
 
