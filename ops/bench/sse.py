@@ -96,8 +96,9 @@ class MarkerScanner:
 
 class EnvelopeFrames:
     """The event stream's parser: undoes the HTTP framing (chunked or not), splits SSE
-    frames and returns payload.bench_seq of every envelope frame, repeats included.
-    A frame whose `event:` is not its envelope's event_type counts in `malformed`."""
+    frames and returns the sequence number (``sequence``: payload.bench_seq) of every
+    envelope frame, repeats included. A frame whose `event:` is not its envelope's
+    event_type, or without a sequence number, counts in `malformed`."""
 
     def __init__(self) -> None:
         self.raw = b""
@@ -137,12 +138,17 @@ class EnvelopeFrames:
             if data_ is None or event == "reset":
                 continue  # the retry hint, a position, a comment
             envelope = json.loads(data_)
-            seq = envelope.get("payload", {}).get("bench_seq")
-            if event != envelope.get("event_type") or not isinstance(seq, int):
+            seq = self.sequence(envelope) if event == envelope.get("event_type") else None
+            if seq is None:
                 self.malformed += 1
                 continue
             found.append(seq)
         return found
+
+    def sequence(self, envelope: dict) -> int | None:
+        """The envelope's sequence number (None: malformed). Subclasses read others."""
+        seq = envelope.get("payload", {}).get("bench_seq")
+        return seq if isinstance(seq, int) else None
 
 
 class StreamClient(asyncio.Protocol):
