@@ -9,6 +9,24 @@
 -- the batch's query (no call per field); they use only pg_catalog, which is searched
 -- first whatever the search_path.
 
+create or replace function internal.tr_pattern(kind text)
+returns text
+language sql
+immutable
+parallel safe
+as $$
+    -- (No SET clause: inlined, a constant, where the kind is.)
+    select case kind
+        when 'integer' then '^ *[+-]?[0-9]{1,9}(\.0{0,20})? *$'
+        when 'number' then '^ *[+-]?[0-9]{1,15}(\.[0-9]{0,20})? *$'
+        when 'epoch' then '^ *\+?[0-9]{1,10}(\.[0-9]{0,20})? *$'
+        when 'flag' then '^ *([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|[01])? *$'
+    end
+$$;
+
+comment on function internal.tr_pattern(text) is
+'The strings older plugin versions send for a value of this kind (integer, number, epoch, flag), as a regular expression: both what internal.tr_value accepts and what the route''s JSON Schema says (internal.tr_schema).';
+
 create or replace function internal.tr_value(value jsonb, kind text)
 returns table (problem text, typed jsonb, missing boolean)
 language sql
@@ -18,13 +36,25 @@ as $$
     select
         case
             when x.json_type = 'null' then null  -- absent or null: whether required is the caller's
+            when x.json_type = 'string' and x.pattern is not null and (value #>> '{}') !~ x.pattern
+                then case kind
+                    when 'flag' then 'must be true or false'
+                    when 'integer' then 'must be an integer'
+                    else 'must be a number'
+                end
             when kind = 'flag' then case when x.flag is null then 'must be true or false' end
-            when kind in ('text', 'name', 'id') then case
-                when x.json_type not in ('string', 'number') or (kind = 'name' and x.json_type <> 'string')
+            when kind = 'name' then case
+                when x.json_type <> 'string' then 'must be a string'
+                when length(value #>> '{}') not between 1 and 200 then 'must have 1 to 200 characters'
+            end
+            when kind in ('text', 'id') then case
+                when x.json_type = 'string' then case
+                    when kind = 'id' and length(value #>> '{}') not between 1 and 200
+                        then 'must have 1 to 200 characters'
+                    when length(value #>> '{}') > 500 then 'must have at most 500 characters'
+                end
+                when x.json_type <> 'number' or abs(x.n) >= 1e15 or (kind = 'id' and x.n <> trunc(x.n))
                     then 'must be a string'
-                when kind in ('name', 'id') and length(value #>> '{}') not between 1 and 200
-                    then 'must have 1 to 200 characters'
-                when length(value #>> '{}') > 500 then 'must have at most 500 characters'
             end
             when x.n is null then 'must be a number'
             when kind = 'integer' and (x.n <> trunc(x.n) or x.n not between -2147483648 and 2147483647)
@@ -52,12 +82,13 @@ as $$
     from (
         select
             coalesce(jsonb_typeof(value), 'null') as json_type,
+            internal.tr_pattern(kind) as pattern,
             -- A number: a JSON number, or a decimal in a string (older plugin versions
-            -- send every value as a string).
+            -- send every value as a string; internal.tr_pattern says which).
             case jsonb_typeof(value)
                 when 'number' then value::numeric
                 when 'string' then case
-                    when btrim(value #>> '{}') ~ '^[+-]?[0-9]{1,20}(\.[0-9]{0,20})?$'
+                    when kind in ('integer', 'number', 'epoch') and (value #>> '{}') ~ internal.tr_pattern(kind)
                         then btrim(value #>> '{}')::numeric
                 end
             end as n,
@@ -75,7 +106,40 @@ as $$
 $$;
 
 comment on function internal.tr_value(jsonb, text) is
-'One Trunk Recorder value checked against its kind (integer, number, epoch, flag, text, name, id): problem (null when fine, also for an absent or null value: whether it is required is the caller''s); typed, the value as its kind''s JSON type where it is not that already (integers as integers, other numbers to nine decimals, flags as booleans, also from "true"/"false"/"1"/"0" as older plugins send them, texts and ids as strings), else null; missing, whether it is absent or null.';
+'One Trunk Recorder value checked against its kind (integer, number, epoch, flag, text, name, id; the JSON Schema of each: internal.tr_schema): problem (null when fine, also for an absent or null value: whether it is required is the caller''s); typed, the value as its kind''s JSON type where it is not that already (integers as integers, other numbers to nine decimals, flags as booleans, also from the strings older plugins send: internal.tr_pattern; texts and ids as strings), else null; missing, whether it is absent or null.';
+
+create or replace function internal.tr_schema(kind text, required boolean)
+returns jsonb
+language sql
+immutable
+parallel safe
+set search_path = pg_catalog, pg_temp
+as $$
+    -- What internal.tr_value accepts, as JSON Schema (for the route's OpenAPI document).
+    select jsonb_build_object('anyOf', to_jsonb(array_remove(array[
+        case kind
+            when 'integer' then '{"type": "integer", "minimum": -2147483648, "maximum": 2147483647}'::jsonb
+            when 'number' then '{"type": "number", "exclusiveMinimum": -1e15, "exclusiveMaximum": 1e15}'
+            when 'epoch' then '{"type": "number", "minimum": 0, "maximum": 32503680000}'
+            when 'flag' then '{"type": "boolean"}'
+            when 'name' then '{"type": "string", "minLength": 1, "maxLength": 200}'
+            when 'id' then '{"type": "string", "minLength": 1, "maxLength": 200}'
+            when 'text' then '{"type": "string", "maxLength": 500}'
+        end,
+        case
+            when kind = 'flag' then '{"enum": [0, 1]}'::jsonb
+            when kind = 'id' then '{"type": "integer", "exclusiveMinimum": -1e15, "exclusiveMaximum": 1e15}'
+            when kind = 'text' then '{"type": "number", "exclusiveMinimum": -1e15, "exclusiveMaximum": 1e15}'
+        end,
+        case when internal.tr_pattern(kind) is not null then
+            jsonb_build_object('type', 'string', 'pattern', internal.tr_pattern(kind))
+        end,
+        case when not required then '{"type": "null"}'::jsonb end
+    ], null)))
+$$;
+
+comment on function internal.tr_schema(text, boolean) is
+'The JSON Schema of a value of this kind (what internal.tr_value accepts), null allowed unless required: built into the @body of api.ingest_trunk_recorder, so the OpenAPI document says what the checks do.';
 
 create or replace function internal.trunk_recorder_fields()
 returns table (message_type text, field text, kind text, required boolean, ord integer)
@@ -134,6 +198,57 @@ $$;
 
 comment on function internal.trunk_recorder_fields() is
 'The checked fields of an entry of each Trunk Recorder message type (rates, recorders, calls_active): name, kind (internal.tr_value), whether required, order. Other fields are stored as sent.';
+
+create or replace function internal.trunk_recorder_schema()
+returns jsonb
+language sql
+immutable
+parallel safe
+set search_path = pg_catalog, pg_temp
+as $$
+    select jsonb_build_object(
+        'type', 'object',
+        'required', jsonb_build_array('type', 'instance_id', 'timestamp'),
+        'properties', jsonb_build_object(
+            'type', jsonb_build_object('enum', jsonb_build_array('rates', 'recorders', 'calls_active')),
+            'instance_id', internal.tr_schema('name', true)
+            || '{"description": "Trunk Recorder''s instance_id (default trunk-recorder)"}',
+            'timestamp', internal.tr_schema('epoch', true) || '{"description": "Seconds since 1970"}'
+        ),
+        'allOf', (
+            select jsonb_agg(jsonb_build_object(
+                'if', jsonb_build_object(
+                    'properties', jsonb_build_object('type', jsonb_build_object('const', t.message_type))
+                ),
+                'then', jsonb_build_object(
+                    'required', jsonb_build_array(t.list_key),
+                    'properties', jsonb_build_object(t.list_key, jsonb_build_object(
+                        'type', 'array',
+                        'maxItems', 2000,
+                        'items', jsonb_build_object(
+                            'type', 'object',
+                            'required', (
+                                select coalesce(jsonb_agg(f.field order by f.ord), '[]')
+                                from internal.trunk_recorder_fields() as f
+                                where f.message_type = t.message_type and f.required
+                            ),
+                            'properties', (
+                                select jsonb_object_agg(f.field, internal.tr_schema(f.kind, f.required))
+                                from internal.trunk_recorder_fields() as f
+                                where f.message_type = t.message_type
+                            )
+                        )
+                    ))
+                )
+            ) order by t.message_type)
+            from (values ('rates', 'rates'), ('recorders', 'recorders'), ('calls_active', 'calls'))
+                as t (message_type, list_key)
+        )
+    )
+$$;
+
+comment on function internal.trunk_recorder_schema() is
+'A Trunk Recorder status message as JSON Schema, from internal.trunk_recorder_fields() and internal.tr_schema: the @body of POST /api/v1/ingest/trunk-recorder.';
 
 create or replace function internal.trunk_recorder_checked(messages jsonb)
 returns table (n bigint, message jsonb, problem jsonb)

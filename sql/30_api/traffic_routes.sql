@@ -94,14 +94,22 @@ begin
 end
 $$;
 
-comment on function api.ingest_trunk_recorder(jsonb) is
-E'@http POST /api/v1/ingest/trunk-recorder\n'
-'@body {"oneOf": [{"type": "object", "required": ["type", "instance_id", "timestamp"], "properties": {"type": {"enum": ["rates", "recorders", "calls_active"]}, "instance_id": {"type": "string", "minLength": 1, "maxLength": 200}, "timestamp": {"type": "number", "minimum": 0, "description": "Seconds since 1970"}, "rates": {"type": "array", "maxItems": 2000, "items": {"type": "object"}}, "recorders": {"type": "array", "maxItems": 2000, "items": {"type": "object"}}, "calls": {"type": "array", "maxItems": 2000, "items": {"type": "object"}}}}, {"type": "array", "minItems": 1, "maxItems": 1000, "items": {"type": "object"}}]}\n'
-'Trunk Recorder''s status, as its MQTT status plugin publishes it (topics <prefix>/rates, /recorders, /calls_active): one message, or an array of up to 1000 applied in order. '
-'Each message updates the instance''s state in its transaction and records its events: rates -> the sites'' decode rates and one system.site.decode_rate.updated per site; recorders -> the recorder counts; calls_active -> the calls on the air, and traffic.call.started / traffic.call.ended for the calls that appeared / disappeared since the stored snapshot. '
-'A message older than the newest applied one of its instance and type, or the same message again, changes nothing ("status": "ignored"). '
-'One message: 200 {type, instance_id, status: applied|ignored, events, reason?}; 422 naming the first bad field (nothing written). '
-'An array: {"results": [...], "applied", "ignored", "rejected", "events"}: 200, 207 when some were rejected (the others applied), 422 when all were. 400: neither.';
+-- The body's JSON Schema is built from the field table the checks use
+-- (internal.trunk_recorder_schema), so the OpenAPI document says what they do.
+do $comment$
+begin
+    execute pg_catalog.format(
+        'comment on function api.ingest_trunk_recorder(jsonb) is %L',
+        '@http POST /api/v1/ingest/trunk-recorder' || E'\n'
+        || '@body ' || internal.trunk_recorder_schema()::text || E'\n'
+        || 'Trunk Recorder''s status, as its MQTT status plugin publishes it (topics <prefix>/rates, /recorders, /calls_active): one message, or an array of up to 1000 applied in order. '
+        || 'Each message updates the instance''s state in its transaction and records its events: rates -> the sites'' decode rates and one system.site.decode_rate.updated per site; recorders -> the recorder counts; calls_active -> the calls on the air, and traffic.call.started / traffic.call.ended for the calls that appeared / disappeared since the stored snapshot. '
+        || 'A message older than the newest applied one of its instance and type, or the same message again, changes nothing ("status": "ignored"). '
+        || 'One message: 200 {type, instance_id, status: applied|ignored, events, reason?}; 422 naming the first bad field (nothing written). '
+        || 'An array: {"results": [...], "applied", "ignored", "rejected", "events"}: 200, 207 when some were rejected (the others applied), 422 when all were. 400: neither.'
+    );
+end
+$comment$;
 
 create function api.get_traffic_summary(instance_id text default 'trunk-recorder')
 returns json
@@ -252,12 +260,7 @@ begin
     end if;
     span := make_interval(secs => parts[1]::double precision
         * case parts[2] when 's' then 1 when 'm' then 60 else 3600 end);
-    if span > retention then
-        raise sqlstate 'PT400' using
-            message = 'window may be at most the history kept: ' || retention,
-            detail = '{"field": "window"}',
-            hint = 'invalid_parameter';
-    end if;
+    span := least(span, retention);  -- a longer window: all that is kept (window_s says)
     select max(h.reported_at) into newest
     from api.traffic_decode_history as h
     where h.instance_id = get_decode_history.instance_id;
@@ -293,6 +296,6 @@ $$;
 comment on function api.get_decode_history(text, text) is
 E'@http GET /api/v1/traffic/decode-history\n'
 '@param instance_id {"maxLength": 200, "description": "Trunk Recorder''s instance_id"}\n'
-'@param window {"maxLength": 8, "pattern": "^[1-9][0-9]{0,5}[smh]$", "description": "How far back from the newest point: 90s, 15m, 1h (at most the history kept)"}\n'
+'@param window {"maxLength": 8, "pattern": "^[1-9][0-9]{0,5}[smh]$", "description": "How far back from the newest point: 90s, 15m, 1h (longer than the history kept: all of it)"}\n'
 'Recent decode rates per site, one point per rates message, oldest first: {instance_id, window_s, retention_s (emberlog.decode_history_retention, default 1 hour), from, to (the newest point), sites: [{group, sys_num, sys_name, points: [{at, decode_rate_pct}]}]}. '
-'The window ends at the newest point, so a feed that stopped still shows its last minutes (GET /api/v1/traffic/summary tells whether it is stale). 400 for a window not like 15m, or longer than the history kept.';
+'The window ends at the newest point, so a feed that stopped still shows its last minutes (GET /api/v1/traffic/summary tells whether it is stale). A window longer than the history kept is all of it (window_s says how long). 400 for a window not like 15m.';

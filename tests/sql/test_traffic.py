@@ -302,7 +302,11 @@ def test_decode_history_keeps_a_bounded_window(db):
     assert history["window_s"] == 6 and history["retention_s"] == 10
     points = history["sites"][0]["points"]
     assert len(points) == 2 and points[-1]["at"] == history["to"]
-    for window in ("11s", "15", "0m", "1d", "m"):
+    longer = db.execute("select api.get_decode_history('trunk-recorder', '1h')::jsonb").fetchone()[
+        0
+    ]
+    assert longer["window_s"] == 10 and len(longer["sites"][0]["points"]) == 4  # all that is kept
+    for window in ("15", "0m", "1d", "m"):
         with pytest.raises(psycopg.Error) as refused:
             db.execute("select api.get_decode_history('trunk-recorder', %s)", (window,))
         assert refused.value.sqlstate == "PT400"
