@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import psycopg
 
@@ -160,11 +160,13 @@ def cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_mqtt_bridge(settings: Settings, args: argparse.Namespace) -> int:
+    """The bridge logs in as the app does (DATABASE_URL, else the embedded server's
+    authenticator, as `make run` serves it)."""
     from .bridge import runner
 
-    if settings.embedded:
-        raise SettingsError("mqtt-bridge needs DATABASE_URL (the API's, as the app logs in)")
-    return runner.run(settings)
+    with database(settings) as logins:
+        db.check_login(logins.app, settings)  # never a superuser, as serve
+        return runner.run(replace(settings, database_url=logins.app))
 
 
 def cmd_psql(settings: Settings, args: argparse.Namespace) -> int:

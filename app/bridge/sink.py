@@ -2,9 +2,10 @@
 are: NAIVE_TIMEZONE and DB_SETTINGS, then the authenticator), each batch one
 transaction as BRIDGE_ROLE calling ``api.ingest_trunk_recorder``.
 
-A lost connection is retried, with backoff, until the batch is applied: nothing
-received is acknowledged before its transaction committed. An error on a live
-connection is the batch's own (a message the database cannot apply): ``BatchFailed``.
+A lost connection, or any error that is the database's state (a missing grant, a
+timeout), is retried with backoff until the batch is applied: nothing received is
+acknowledged before its transaction committed. Only an error the messages themselves
+cause (a data exception: a message the database cannot apply) is ``BatchFailed``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ log = logging.getLogger("emberlog.bridge")
 INGEST = "select api.ingest_trunk_recorder(%s::jsonb)::jsonb"
 SET_ROLE = "select pg_catalog.set_config('role', %s, true)"
 MAX_BACKOFF_SECONDS = 30.0
+# SQLSTATE classes an error of the messages themselves raises (data exception,
+# integrity constraint, program limit): the batch is then tried message by message.
+MESSAGE_ERRORS = ("22", "23", "54")
 T = TypeVar("T")
 
 
@@ -57,10 +61,16 @@ class Sink:
             try:
                 return await work(await self._connection())
             except psycopg.Error as exc:
-                if self._conn is not None and not self._conn.broken and not self._conn.closed:
+                if self._alive() and (exc.sqlstate or "")[:2] in MESSAGE_ERRORS:
                     raise BatchFailed(str(exc)) from exc
+                # Anything else is the database's state, not the messages': a lost
+                # connection, a missing grant or function, a timeout. Nothing is
+                # acknowledged; the batch waits and is tried again.
                 await self._lost(exc, backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+    def _alive(self) -> bool:
+        return self._conn is not None and not self._conn.broken and not self._conn.closed
 
     async def close(self) -> None:
         if self._conn is not None:
@@ -90,7 +100,12 @@ class Sink:
     async def _lost(self, exc: psycopg.Error, delay: float) -> None:
         if self.connected:
             service.RECONNECTS.labels("database").inc()
-        log.warning("database unavailable (%s): retrying in %.1f s", str(exc).strip(), delay)
+        log.warning(
+            "database refused or unavailable (%s %s): retrying in %.1f s",
+            exc.sqlstate or "connection",
+            str(exc).strip(),
+            delay,
+        )
         if self._conn is not None:
             await self._conn.close()
         self._conn = None

@@ -295,3 +295,28 @@ async def test_mqtt_tls_verifies_the_broker_against_the_ca_given(tmp_path, fault
         assert not plain.ready()
     finally:
         broker.stop()
+
+
+async def test_a_database_that_refuses_is_waited_out_never_a_message_dropped(
+    fault_database, broker, bridges
+):
+    """A missing grant (or function, or a timeout) is the database's state, not the
+    message's: nothing is acknowledged, the batch is tried again until it goes in."""
+    bridge = bridges(broker.port)
+    await asyncio.to_thread(bridge.wait_ready)
+    grant = "execute on function api.ingest_trunk_recorder(jsonb) {} emberlog_ingest"
+    with psycopg.connect(fault_database, autocommit=True) as conn:
+        conn.execute(f"revoke {grant.format('from')}")
+        try:
+            sent = [(TOPIC + "rates", message("rates", 1771216100, [rate(4, "PRWC-S", 33.0)]))]
+            await asyncio.to_thread(publish, broker.port, sent)
+            wait_until(lambda: "42501" in bridge.log_path.read_text())  # permission denied
+            stored = conn.execute("select count(*) from data.traffic_sites where sys_num = 4")
+            assert stored.fetchone() == (0,)
+            assert (
+                bridge.metric("emberlog_bridge_messages_total", outcome="failed", type="rates") == 0
+            )
+        finally:
+            conn.execute(f"grant {grant.format('to')}")
+    await asyncio.to_thread(applied, fault_database, sent)
+    assert bridge.metric("emberlog_bridge_messages_total", outcome="applied", type="rates") == 1
