@@ -357,6 +357,10 @@ class Settings:
         "Database connections applying a batch side by side, split by Trunk Recorder"
         " instance (one instance's messages always on one connection, in order).",
     )  # fmt: skip
+    bridge_max_message_bytes: int = setting(
+        1048576, "BRIDGE_MAX_MESSAGE_BYTES", parse.integer(1024), BRIDGE,
+        "A larger message is dropped (logged, counted invalid) unread.",
+    )  # fmt: skip
     bridge_role: str = setting(
         "emberlog_ingest", "BRIDGE_ROLE", parse.text, BRIDGE,
         "The role the bridge's transactions run as (it logs in as DATABASE_URL).",

@@ -24,6 +24,7 @@ from .sink import BatchFailed, Sink
 from .source import Received, Source
 
 log = logging.getLogger("emberlog.bridge")
+UNREADABLE = object()  # a payload that is not JSON: dropped, counted invalid
 
 
 class Bridge:
@@ -39,17 +40,36 @@ class Bridge:
             "database": all(sink.connected for sink in self.sinks),
         }
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event) -> int:
+        """Until stop is set (then drain) or the feeding loop fails (then exit 1, so that
+        the process is restarted: nothing it had not applied was acknowledged)."""
         loop = asyncio.get_running_loop()
 
         def received(message: Received) -> None:  # on paho's thread
-            loop.call_soon_threadsafe(self._enqueue, message)
+            loop.call_soon_threadsafe(self._enqueue, message, stop)
 
         self.source = Source(self.settings, received)
         http = service.serve(self.settings.host, self.settings.bridge_port, self.ready)
         self.source.start()  # what arrives before the database answers waits, unacknowledged
         feeding = asyncio.create_task(self._feed(stop))
-        await stop.wait()
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({feeding, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        failed = feeding.done() and not feeding.cancelled() and feeding.exception() is not None
+        if failed:
+            log.critical("the bridge failed: exiting", exc_info=feeding.exception())
+        else:
+            await self._drain(feeding)
+        stopping.cancel()
+        self.source.stop()
+        for sink in self.sinks:
+            await sink.close()
+        if http is not None:
+            http.shutdown()
+        log.info("stopped; %d received message(s) left to the broker", self.queue.qsize())
+        return 1 if failed else 0
+
+    async def _drain(self, feeding: asyncio.Task) -> None:
+        """Apply what was received (nothing more is taken in) for up to the drain time."""
         drain = self.settings.bridge_drain_seconds
         log.info("stopping: applying what was received (up to %.0f s)", drain)
         with contextlib.suppress(TimeoutError):
@@ -57,14 +77,10 @@ class Bridge:
         feeding.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await feeding
-        self.source.stop()
-        for sink in self.sinks:
-            await sink.close()
-        if http is not None:
-            http.shutdown()
-        log.info("stopped; %d received message(s) left to the broker", self.queue.qsize())
 
-    def _enqueue(self, message: Received) -> None:
+    def _enqueue(self, message: Received, stop: asyncio.Event) -> None:
+        if stop.is_set():  # draining: not taken, not acknowledged (the broker keeps it)
+            return
         self.queue.put_nowait(message)
         service.PENDING.inc()
 
@@ -93,13 +109,14 @@ class Bridge:
         return batch
 
     async def _apply(self, batch: list[Received]) -> None:
-        parsed = [(message, _parsed(message)) for message in batch]
-        valid = [(message, body) for message, body in parsed if body is not None]
+        limit = self.settings.bridge_max_message_bytes
+        parsed = [(message, _parsed(message, limit)) for message in batch]
+        valid = [(message, body) for message, body in parsed if body is not UNREADABLE]
         results = await self._results([body for _, body in valid])
         for (message, body), result in zip(valid, results, strict=True):
             _count(message, body, result)
         for message, body in parsed:
-            if body is None:
+            if body is UNREADABLE:
                 service.MESSAGES.labels(message.message_type, "invalid").inc()
             self._ack(message)
         service.BATCH_SIZE.observe(len(batch))
@@ -146,14 +163,19 @@ class Bridge:
         service.PENDING.dec()
 
 
-def _parsed(message: Received) -> Any:
-    """The message as JSON, its type the topic's (as upstream reads it); None when the
-    payload is not JSON (logged)."""
+def _parsed(message: Received, limit: int) -> Any:
+    """The message as JSON, its type the topic's (as upstream reads it); UNREADABLE when
+    the payload is too large or not JSON (logged)."""
+    if len(message.payload) > limit:
+        log.warning("%s message of %d bytes, over BRIDGE_MAX_MESSAGE_BYTES: dropped",
+                    message.message_type, len(message.payload))  # fmt: skip
+        return UNREADABLE
     try:
         body = json.loads(message.payload)
-    except (UnicodeDecodeError, ValueError) as exc:
-        log.warning("%s message is not JSON (%s): dropped", message.message_type, exc)
-        return None
+    except Exception as exc:  # not UTF-8, not JSON, nested too deep (RecursionError)
+        reason = f"{type(exc).__name__}: {exc}"[:200]
+        log.warning("%s message is not JSON (%s): dropped", message.message_type, reason)
+        return UNREADABLE
     if isinstance(body, dict):
         body["type"] = message.message_type
     return body
@@ -173,12 +195,11 @@ def _count(message: Received, body: Any, result: dict[str, Any]) -> None:
 def run(settings: Settings) -> int:
     """``emberlog-api mqtt-bridge``: until SIGTERM or SIGINT."""
 
-    async def main() -> None:
+    async def main() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await Bridge(settings).run(stop)
+        return await Bridge(settings).run(stop)
 
-    asyncio.run(main())
-    return 0
+    return asyncio.run(main())

@@ -30,6 +30,9 @@ MAX_BACKOFF_SECONDS = 30.0
 # SQLSTATE classes an error of the messages themselves raises (data exception,
 # integrity constraint, program limit): the batch is then tried message by message.
 MESSAGE_ERRORS = ("22", "23", "54")
+# A connection that silently died (a half-open socket) is noticed within about a minute.
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+              "keepalives_count": 3}  # fmt: skip
 T = TypeVar("T")
 
 
@@ -81,9 +84,13 @@ class Sink:
         if self._conn is None or self._conn.closed or self._conn.broken:
             self._conn = None
             conn = await psycopg.AsyncConnection.connect(
-                self.settings.database_url, **connect_kwargs(self.settings)
+                self.settings.database_url, **connect_kwargs(self.settings), **KEEPALIVES
             )
-            await prepare_connection(conn, self.settings)
+            try:
+                await prepare_connection(conn, self.settings)
+            except BaseException:
+                await conn.close()
+                raise
             self._conn = conn
             self._set_connected(True)
         return self._conn

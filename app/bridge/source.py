@@ -33,6 +33,7 @@ class Received:
     payload: bytes
     mid: int
     qos: int
+    connection: int  # which connection delivered it: acks go back on that one only
 
 
 class Source:
@@ -41,6 +42,7 @@ class Source:
     def __init__(self, settings: Settings, on_message: Callable[[Received], None]) -> None:
         self.settings = settings
         self.connected = False
+        self.connection = 0
         self._stopping = False
         self._on_message = on_message
         self._types = {f"{settings.mqtt_topic_prefix.rstrip('/')}/{s}": s for s in SUFFIXES}
@@ -84,7 +86,9 @@ class Source:
         self._set_connected(False)
 
     def ack(self, received: Received) -> None:
-        if received.qos > 0:
+        """Acknowledge on the connection that delivered it; one delivered on an earlier
+        connection the broker sends again (its packet id may now be another's)."""
+        if received.qos > 0 and received.connection == self.connection:
             self.client.ack(received.mid, received.qos)
 
     def _connected(self, client: mqtt.Client, userdata: object, flags: object, reason: object,
@@ -92,6 +96,7 @@ class Source:
         if getattr(reason, "is_failure", False):
             log.error("MQTT broker refused the connection: %s", reason)
             return
+        self.connection += 1
         client.subscribe([(topic, 1) for topic in self._types])
         log.info("subscribed to %s", ", ".join(self._types))
         self._set_connected(True)
@@ -115,7 +120,9 @@ class Source:
             if message.qos > 0:
                 client.ack(message.mid, message.qos)
             return
-        self._on_message(Received(message_type, message.payload, message.mid, message.qos))
+        self._on_message(
+            Received(message_type, message.payload, message.mid, message.qos, self.connection)
+        )
 
     def _set_connected(self, value: bool) -> None:
         self.connected = value

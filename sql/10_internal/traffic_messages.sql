@@ -6,8 +6,32 @@
 --
 -- internal.tr_value and internal.trunk_recorder_fields run for every field of every
 -- entry: SQL table functions without a SET clause, so that PostgreSQL inlines them into
--- the batch's query (no call per field); they use only pg_catalog, which is searched
--- first whatever the search_path.
+-- the batch's query (no call per field), which runs under the search_path that
+-- internal.trunk_recorder_checked pins.
+
+create or replace function internal.traffic_setting(name text, fallback text, type_name text)
+returns text
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    value text := coalesce(nullif(current_setting(traffic_setting.name, true), ''), fallback);
+begin
+    -- A wrong setting is the deployment's fault, not a message's: a 503 (the bridge
+    -- waits and retries, acknowledging nothing), never a message refused or dropped.
+    if not pg_input_is_valid(value, type_name) then
+        raise sqlstate 'PT503' using
+            message = traffic_setting.name || ' is ' || quote_literal(value) || ', not a valid '
+            || type_name || ': set it right (DB_SETTINGS, or alter database ... set)',
+            hint = 'misconfigured';
+    end if;
+    return value;
+end
+$$;
+
+comment on function internal.traffic_setting(text, text, text) is
+'A setting the traffic monitor reads (emberlog.max_decoderate, emberlog.decode_history_retention, emberlog.traffic_max_clock_ahead, emberlog.traffic_clock_reset) as text of type_name, fallback when unset; a value that is not one raises a 503 naming it.';
 
 create or replace function internal.tr_pattern(kind text)
 returns text
@@ -33,113 +57,88 @@ language sql
 immutable
 parallel safe
 as $$
+    -- The value typed only once it is known valid (a cast of an invalid one could fail).
     select
-        case
-            when x.json_type = 'null' then null  -- absent or null: whether required is the caller's
-            when x.json_type = 'string' and x.pattern is not null and (value #>> '{}') !~ x.pattern
-                then case kind
-                    when 'flag' then 'must be true or false'
-                    when 'integer' then 'must be an integer'
-                    else 'must be a number'
+        v.problem,
+        case when v.problem is null then
+            -- The value as its kind's JSON type, where it is not that already (null when it
+            -- is, or is absent): integers as integers (1.0 -> 1), other numbers to nine
+            -- decimals (each fits a double precision: 1e-400 -> 0), flags as booleans,
+            -- texts and ids as strings.
+            case
+                when v.json_type = 'null' then null
+                when kind = 'flag' then case when v.json_type <> 'boolean' then to_jsonb(v.flag) end
+                when kind in ('text', 'name', 'id') then case
+                    when v.json_type <> 'string' then to_jsonb(value #>> '{}')
                 end
-            when kind = 'flag' then case when x.flag is null then 'must be true or false' end
-            when kind = 'name' then case
-                when x.json_type <> 'string' then 'must be a string'
-                when length(value #>> '{}') not between 1 and 200 then 'must have 1 to 200 characters'
-            end
-            when kind in ('text', 'id') then case
-                when x.json_type = 'string' then case
-                    when kind = 'id' and length(value #>> '{}') not between 1 and 200
-                        then 'must have 1 to 200 characters'
-                    when length(value #>> '{}') > 500 then 'must have at most 500 characters'
+                when kind = 'integer' then case
+                    when v.json_type <> 'number' or scale(v.n) > 0 then to_jsonb(v.n::bigint)
                 end
-                when x.json_type <> 'number' or abs(x.n) >= 1e15 or (kind = 'id' and x.n <> trunc(x.n))
-                    then 'must be a string'
+                when v.json_type <> 'number' or scale(v.n) > 9 then to_jsonb(trim_scale(round(v.n, 9)))
             end
-            when x.n is null then 'must be a number'
-            when kind = 'integer' and (x.n <> trunc(x.n) or x.n not between -2147483648 and 2147483647)
-                then 'must be an integer'
-            when kind = 'epoch' and x.n not between 0 and 32503680000
-                then 'must be seconds since 1970-01-01 (epoch)'
-            when kind = 'number' and abs(x.n) >= 1e15 then 'is out of range'
         end,
-        -- The value as its kind's JSON type, where it is not that already (null when it
-        -- is, or is absent): integers as integers (1.0 -> 1), other numbers to nine
-        -- decimals (each fits a double precision: 1e-400 -> 0), flags as booleans,
-        -- texts and ids as strings.
-        case
-            when x.json_type = 'null' then null
-            when kind = 'flag' then case when x.json_type <> 'boolean' then to_jsonb(x.flag) end
-            when kind in ('text', 'name', 'id') then case
-                when x.json_type <> 'string' then to_jsonb(value #>> '{}')
-            end
-            when kind = 'integer' then case
-                when x.json_type <> 'number' or scale(x.n) > 0 then to_jsonb(x.n::bigint)
-            end
-            when x.json_type <> 'number' or scale(x.n) > 9 then to_jsonb(trim_scale(round(x.n, 9)))
-        end,
-        x.json_type = 'null'
+        v.json_type = 'null'
     from (
         select
-            coalesce(jsonb_typeof(value), 'null') as json_type,
-            internal.tr_pattern(kind) as pattern,
-            -- A number: a JSON number, or a decimal in a string (older plugin versions
-            -- send every value as a string; internal.tr_pattern says which).
-            case jsonb_typeof(value)
-                when 'number' then value::numeric
-                when 'string' then case
-                    when kind in ('integer', 'number', 'epoch') and (value #>> '{}') ~ internal.tr_pattern(kind)
-                        then btrim(value #>> '{}')::numeric
+            case
+                when x.json_type = 'null' then null  -- absent or null: whether required is the caller's
+                when x.json_type = 'string' and x.pattern is not null and (value #>> '{}') !~ x.pattern
+                    then case kind
+                        when 'flag' then 'must be true or false'
+                        when 'integer' then 'must be an integer'
+                        else 'must be a number'
+                    end
+                when kind = 'flag' then case when x.flag is null then 'must be true or false' end
+                when kind = 'name' then case
+                    when x.json_type <> 'string' then 'must be a string'
+                    when length(value #>> '{}') not between 1 and 200 then 'must have 1 to 200 characters'
                 end
-            end as n,
-            -- A flag: true/false, 1/0, "true"/"false"/"1"/"0"/"" (upstream reads the
-            -- string "false" as true; this does not).
-            case jsonb_typeof(value)
-                when 'boolean' then value::boolean
-                when 'number' then case value::numeric when 1 then true when 0 then false end
-                when 'string' then case lower(btrim(value #>> '{}'))
-                    when 'true' then true when '1' then true
-                    when 'false' then false when '0' then false when '' then false
+                when kind in ('text', 'id') then case
+                    when x.json_type = 'string' then case
+                        when kind = 'id' and length(value #>> '{}') not between 1 and 200
+                            then 'must have 1 to 200 characters'
+                        when length(value #>> '{}') > 500 then 'must have at most 500 characters'
+                    end
+                    when x.json_type <> 'number' or abs(x.n) >= 1e15 or (kind = 'id' and x.n <> trunc(x.n))
+                        then 'must be a string'
                 end
-            end as flag
-    ) as x
+                when x.n is null then 'must be a number'
+                when kind = 'integer' and (x.n <> trunc(x.n) or x.n not between -2147483648 and 2147483647)
+                    then 'must be an integer'
+                when kind = 'epoch' and x.n not between 0 and 32503680000
+                    then 'must be seconds since 1970-01-01 (epoch)'
+                when kind = 'number' and abs(x.n) >= 1e15 then 'is out of range'
+            end as problem,
+            x.*
+        from (
+            select
+                coalesce(jsonb_typeof(value), 'null') as json_type,
+                internal.tr_pattern(kind) as pattern,
+                -- A number: a JSON number, or a decimal in a string (older plugin versions
+                -- send every value as a string; internal.tr_pattern says which).
+                case jsonb_typeof(value)
+                    when 'number' then value::numeric
+                    when 'string' then case
+                        when kind in ('integer', 'number', 'epoch') and (value #>> '{}') ~ internal.tr_pattern(kind)
+                            then btrim(value #>> '{}')::numeric
+                    end
+                end as n,
+                -- A flag: true/false, 1/0, "true"/"false"/"1"/"0"/"" (upstream reads the
+                -- string "false" as true; this does not).
+                case jsonb_typeof(value)
+                    when 'boolean' then value::boolean
+                    when 'number' then case value::numeric when 1 then true when 0 then false end
+                    when 'string' then case lower(btrim(value #>> '{}'))
+                        when 'true' then true when '1' then true
+                        when 'false' then false when '0' then false when '' then false
+                    end
+                end as flag
+        ) as x
+    ) as v
 $$;
 
 comment on function internal.tr_value(jsonb, text) is
 'One Trunk Recorder value checked against its kind (integer, number, epoch, flag, text, name, id; the JSON Schema of each: internal.tr_schema): problem (null when fine, also for an absent or null value: whether it is required is the caller''s); typed, the value as its kind''s JSON type where it is not that already (integers as integers, other numbers to nine decimals, flags as booleans, also from the strings older plugins send: internal.tr_pattern; texts and ids as strings), else null; missing, whether it is absent or null.';
-
-create or replace function internal.tr_schema(kind text, required boolean)
-returns jsonb
-language sql
-immutable
-parallel safe
-set search_path = pg_catalog, pg_temp
-as $$
-    -- What internal.tr_value accepts, as JSON Schema (for the route's OpenAPI document).
-    select jsonb_build_object('anyOf', to_jsonb(array_remove(array[
-        case kind
-            when 'integer' then '{"type": "integer", "minimum": -2147483648, "maximum": 2147483647}'::jsonb
-            when 'number' then '{"type": "number", "exclusiveMinimum": -1e15, "exclusiveMaximum": 1e15}'
-            when 'epoch' then '{"type": "number", "minimum": 0, "maximum": 32503680000}'
-            when 'flag' then '{"type": "boolean"}'
-            when 'name' then '{"type": "string", "minLength": 1, "maxLength": 200}'
-            when 'id' then '{"type": "string", "minLength": 1, "maxLength": 200}'
-            when 'text' then '{"type": "string", "maxLength": 500}'
-        end,
-        case
-            when kind = 'flag' then '{"enum": [0, 1]}'::jsonb
-            when kind = 'id' then '{"type": "integer", "exclusiveMinimum": -1e15, "exclusiveMaximum": 1e15}'
-            when kind = 'text' then '{"type": "number", "exclusiveMinimum": -1e15, "exclusiveMaximum": 1e15}'
-        end,
-        case when internal.tr_pattern(kind) is not null then
-            jsonb_build_object('type', 'string', 'pattern', internal.tr_pattern(kind))
-        end,
-        case when not required then '{"type": "null"}'::jsonb end
-    ], null)))
-$$;
-
-comment on function internal.tr_schema(text, boolean) is
-'The JSON Schema of a value of this kind (what internal.tr_value accepts), null allowed unless required: built into the @body of api.ingest_trunk_recorder, so the OpenAPI document says what the checks do.';
 
 create or replace function internal.trunk_recorder_fields()
 returns table (message_type text, field text, kind text, required boolean, ord integer)
@@ -199,57 +198,6 @@ $$;
 comment on function internal.trunk_recorder_fields() is
 'The checked fields of an entry of each Trunk Recorder message type (rates, recorders, calls_active): name, kind (internal.tr_value), whether required, order. Other fields are stored as sent.';
 
-create or replace function internal.trunk_recorder_schema()
-returns jsonb
-language sql
-immutable
-parallel safe
-set search_path = pg_catalog, pg_temp
-as $$
-    select jsonb_build_object(
-        'type', 'object',
-        'required', jsonb_build_array('type', 'instance_id', 'timestamp'),
-        'properties', jsonb_build_object(
-            'type', jsonb_build_object('enum', jsonb_build_array('rates', 'recorders', 'calls_active')),
-            'instance_id', internal.tr_schema('name', true)
-            || '{"description": "Trunk Recorder''s instance_id (default trunk-recorder)"}',
-            'timestamp', internal.tr_schema('epoch', true) || '{"description": "Seconds since 1970"}'
-        ),
-        'allOf', (
-            select jsonb_agg(jsonb_build_object(
-                'if', jsonb_build_object(
-                    'properties', jsonb_build_object('type', jsonb_build_object('const', t.message_type))
-                ),
-                'then', jsonb_build_object(
-                    'required', jsonb_build_array(t.list_key),
-                    'properties', jsonb_build_object(t.list_key, jsonb_build_object(
-                        'type', 'array',
-                        'maxItems', 2000,
-                        'items', jsonb_build_object(
-                            'type', 'object',
-                            'required', (
-                                select coalesce(jsonb_agg(f.field order by f.ord), '[]')
-                                from internal.trunk_recorder_fields() as f
-                                where f.message_type = t.message_type and f.required
-                            ),
-                            'properties', (
-                                select jsonb_object_agg(f.field, internal.tr_schema(f.kind, f.required))
-                                from internal.trunk_recorder_fields() as f
-                                where f.message_type = t.message_type
-                            )
-                        )
-                    ))
-                )
-            ) order by t.message_type)
-            from (values ('rates', 'rates'), ('recorders', 'recorders'), ('calls_active', 'calls'))
-                as t (message_type, list_key)
-        )
-    )
-$$;
-
-comment on function internal.trunk_recorder_schema() is
-'A Trunk Recorder status message as JSON Schema, from internal.trunk_recorder_fields() and internal.tr_schema: the @body of POST /api/v1/ingest/trunk-recorder.';
-
 create or replace function internal.trunk_recorder_checked(messages jsonb)
 returns table (n bigint, message jsonb, problem jsonb)
 language sql
@@ -287,6 +235,13 @@ as $$
                     then jsonb_build_object(
                         'field', 'timestamp',
                         'message', coalesce(ts.problem, 'is required') || ' (seconds since 1970)'
+                    )
+                -- A clock far ahead would freeze its feed (newer messages only go in).
+                when coalesce(ts.typed, g.message -> 'timestamp')::numeric > extract(epoch from now()
+                    + internal.traffic_setting('emberlog.traffic_max_clock_ahead', '10 minutes', 'interval')::interval)
+                    then jsonb_build_object(
+                        'field', 'timestamp',
+                        'message', 'is ahead of the database''s clock by more than emberlog.traffic_max_clock_ahead (default 10 minutes)'
                     )
                 when jsonb_typeof(g.message -> g.list_key) is distinct from 'array'
                     then jsonb_build_object('field', g.list_key, 'message', 'must be an array')

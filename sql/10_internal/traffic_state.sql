@@ -4,6 +4,16 @@
 -- api.ingest_trunk_recorder (the HTTP route and the MQTT bridge alike) for messages
 -- sql/10_internal/traffic_messages.sql checked and typed. Edit here and run `make migrate`.
 
+create or replace function internal.traffic_lock_class()
+returns integer
+language sql
+immutable
+parallel safe
+return 1953653094;  -- 0x74726166, "traf"
+
+comment on function internal.traffic_lock_class() is
+'The class of the advisory locks (pg_advisory_xact_lock(class, hashtext(instance_id || ''/'' || type))) api.ingest_trunk_recorder takes on the feeds a body writes, in key order, so concurrent writers never deadlock. In pg_locks: locktype advisory, classid this number, objsubid 2.';
+
 create or replace function internal.decode_status(decode_rate_pct double precision)
 returns text
 language sql
@@ -31,13 +41,12 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
     -- Control-channel messages per second that count as 100 % (upstream's MAX_DECODERATE).
-    max_rate double precision := coalesce(
-        nullif(current_setting('emberlog.max_decoderate', true), '')::double precision, 40
-    );
-    retention interval := coalesce(
-        nullif(current_setting('emberlog.decode_history_retention', true), '')::interval,
-        interval '1 hour'
-    );
+    max_rate double precision := internal.traffic_setting(
+        'emberlog.max_decoderate', '40', 'double precision'
+    )::double precision;
+    retention interval := internal.traffic_setting(
+        'emberlog.decode_history_retention', '1 hour', 'interval'
+    )::interval;
     emitted integer;
 begin
     with latest as (
@@ -118,8 +127,12 @@ begin
     order by s.site ->> 'group', s.sys_name;
     get diagnostics emitted = row_count;
 
+    -- What is older than the retention, and what is "newer" than this message (points of
+    -- a clock that has since been set back: see internal.apply_trunk_recorder).
     delete from data.traffic_decode_history as h
-    where h.instance_id = instance and h.reported_at < reported - retention;
+    where
+        h.instance_id = instance
+        and (h.reported_at < reported - retention or h.reported_at > reported);
     return emitted;
 end
 $$;
@@ -278,11 +291,17 @@ declare
     reported timestamptz := to_timestamp((message ->> 'timestamp')::double precision);
     -- The message's fingerprint (64 bits, hashed from its binary form: no text made).
     digest text := jsonb_hash_extended(message, 0)::text;
+    -- A message this much older than the feed's clock: the instance's clock was set
+    -- back (a restart, NTP), not a late delivery: it goes in and resets the clock.
+    reset_after interval := internal.traffic_setting(
+        'emberlog.traffic_clock_reset', '10 minutes', 'interval'
+    )::interval;
     emitted integer;
 begin
-    -- The feed's clock, locked for this instance and type to the end of the transaction
-    -- (concurrent writers of one feed take turns): a message older than the newest
-    -- applied one, or applied already (the same message redelivered), changes nothing.
+    -- The feed's clock (its row locked to the end of the transaction; writers of one
+    -- feed take turns, in the order api.ingest_trunk_recorder locks feeds): a message
+    -- older than the newest applied one, or applied already (the same message
+    -- redelivered), changes nothing.
     insert into data.traffic_feeds as f (instance_id, message_type, reported_at, applied_digests, received_at)
     values (instance, message_type, reported, array[digest], now())
     on conflict on constraint traffic_feeds_pkey do update set
@@ -295,7 +314,8 @@ begin
         received_at = excluded.received_at
     where
         f.reported_at < excluded.reported_at
-        or (f.reported_at = excluded.reported_at and not digest = any(f.applied_digests));
+        or (f.reported_at = excluded.reported_at and not digest = any(f.applied_digests))
+        or excluded.reported_at < f.reported_at - reset_after;
     if not found then
         return jsonb_build_object(
             'status', 'ignored',
@@ -313,4 +333,4 @@ end
 $$;
 
 comment on function internal.apply_trunk_recorder(jsonb) is
-'Applies one valid Trunk Recorder status message, as internal.trunk_recorder_checked types it, in the caller''s transaction: {"status": "applied", "events": n}, or {"status": "ignored", "reason"} when the feed (instance and type) already holds a newer message or this very one (data.traffic_feeds). See internal.apply_rates, apply_recorders, apply_calls_active.';
+'Applies one valid Trunk Recorder status message, as internal.trunk_recorder_checked types it, in the caller''s transaction: {"status": "applied", "events": n}, or {"status": "ignored", "reason"} when the feed (instance and type) already holds a newer message or this very one (data.traffic_feeds); a message older than the feed''s clock by more than emberlog.traffic_clock_reset (default 10 minutes) means the instance''s clock was set back: it is applied and resets the clock. See internal.apply_rates, apply_recorders, apply_calls_active.';

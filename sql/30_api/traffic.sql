@@ -112,8 +112,15 @@ select
     e.payload ->> 'call_id' as call_id,
     e.payload ->> 'trunkgroup_id' as talkgroup_id,
     e.payload ->> 'trunkgroup_label' as talkgroup,
-    (e.payload ->> 'frequency')::double precision as frequency_hz,
-    (e.payload ->> 'duration_seconds')::double precision as duration_seconds
+    -- (Any ingest client may send these events: only numbers are read as numbers.)
+    case
+        when jsonb_typeof(e.payload -> 'frequency') = 'number'
+            then (e.payload ->> 'frequency')::double precision
+    end as frequency_hz,
+    case
+        when jsonb_typeof(e.payload -> 'duration_seconds') = 'number'
+            then (e.payload ->> 'duration_seconds')::double precision
+    end as duration_seconds
 from api.events as e
 where e.event_type in ('traffic.call.started', 'traffic.call.ended');
 

@@ -19,7 +19,7 @@ declare
     results jsonb;
     report jsonb;
 begin
-    if jsonb_typeof(body) is distinct from 'object' and not batch then
+    if jsonb_typeof(body) is distinct from 'object' and batch is not true then
         raise sqlstate 'PT400' using
             message = 'the body must be a Trunk Recorder status message (an object) or an array of 1 to 1000 of them',
             hint = 'invalid_body';
@@ -31,6 +31,17 @@ begin
             detail = json_build_object('count', given)::text,
             hint = 'invalid_body';
     end if;
+
+    -- The feeds this body writes, locked in one order for every writer (the bridge's
+    -- connections, a second bridge, this route): concurrent batches touching the same
+    -- feeds take turns instead of deadlocking.
+    perform pg_advisory_xact_lock(internal.traffic_lock_class(), f.key)
+    from (
+        select distinct hashtext((m.message ->> 'instance_id') || '/' || (m.message ->> 'type')) as key
+        from jsonb_array_elements(case when batch then body else jsonb_build_array(body) end) as m (message)
+        where jsonb_typeof(m.message) = 'object'
+    ) as f
+    order by f.key;
 
     -- Every message checked at once; then, in the order sent, each valid one applied
     -- against what the ones before it left (a feed's messages must be applied in order).
@@ -242,14 +253,16 @@ create function api.get_decode_history(instance_id text default 'trunk-recorder'
 returns json
 language plpgsql
 stable
+-- security definer: reads the retention as the writer does (internal.traffic_setting).
+security definer
+set search_path = pg_catalog, pg_temp
 as $$
 declare
     parts text[] := regexp_match(get_decode_history."window", '^([1-9][0-9]{0,5})([smh])$');
     span interval;
-    retention interval := coalesce(
-        nullif(current_setting('emberlog.decode_history_retention', true), '')::interval,
-        interval '1 hour'
-    );
+    retention interval := internal.traffic_setting(
+        'emberlog.decode_history_retention', '1 hour', 'interval'
+    )::interval;
     newest timestamptz;
 begin
     if parts is null then
@@ -266,8 +279,8 @@ begin
     where h.instance_id = get_decode_history.instance_id;
     return json_build_object(
         'instance_id', get_decode_history.instance_id,
-        'window_s', extract(epoch from span)::integer,
-        'retention_s', extract(epoch from retention)::integer,
+        'window_s', extract(epoch from span)::bigint,
+        'retention_s', extract(epoch from retention)::bigint,
         'from', api.iso8601(newest - span),
         'to', api.iso8601(newest),
         'sites', coalesce((

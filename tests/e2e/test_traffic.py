@@ -223,28 +223,32 @@ async def test_a_recorded_session_survives_a_broker_restart_and_a_killed_bridge(
 
 
 async def test_bad_messages_are_counted_and_the_bridge_goes_on(fault_database, broker, bridges):
-    bridge = bridges(broker.port)
+    bridge = bridges(broker.port, BRIDGE_MAX_MESSAGE_BYTES="4096")
     await asyncio.to_thread(bridge.wait_ready)
     good = message("rates", 1771215900, [rate(1, "PRWC-J", 39.0)])
     batch = [
         (TOPIC + "rates", b"{not json"),
+        (TOPIC + "rates", b"[" * 100_000),  # nested too deep for any JSON parser
+        (TOPIC + "rates", b'{"pad": "' + b"x" * 5000 + b'"}'),  # over the size limit
+        (TOPIC + "rates", b"null"),
         (TOPIC + "calls_active", {"instance_id": "trunk-recorder", "timestamp": 5, "calls": "x"}),
         (TOPIC + "rates", good),
     ]
     await asyncio.to_thread(publish, broker.port, batch)
     await asyncio.to_thread(applied, fault_database, [(TOPIC + "rates", good)])
-    wait_until(
-        lambda: (
-            bridge.metric("emberlog_bridge_messages_total", outcome="invalid", type="rates") == 1
-        )
-    )
-    assert (
-        bridge.metric("emberlog_bridge_messages_total", outcome="rejected", type="calls_active")
-        == 1
-    )
-    assert bridge.metric("emberlog_bridge_messages_total", outcome="applied", type="rates") == 1
+
+    def counted(outcome: str, kind: str = "rates") -> float:
+        return bridge.metric("emberlog_bridge_messages_total", outcome=outcome, type=kind)
+
+    wait_until(lambda: counted("invalid") == 3)
+    assert counted("rejected") == 1  # JSON null: not a message object
+    assert counted("rejected", "calls_active") == 1
+    assert counted("applied") == 1
+    assert bridge.ready() and bridge.process.poll() is None
     log = bridge.log_path.read_text()
-    assert "calls must be an array" in log and "not JSON" in log
+    assert (
+        "calls must be an array" in log and "not JSON" in log and "BRIDGE_MAX_MESSAGE_BYTES" in log
+    )
 
 
 async def test_the_bridge_waits_out_a_database_restart(

@@ -156,7 +156,11 @@ def test_the_mqtt_bridge_is_one_replica_of_its_own_that_drains(manifests):
     pod = spec["template"]["spec"]
     (container,) = pod["containers"]
     assert container["args"] == ["mqtt-bridge"]
-    config = named(manifests, "ConfigMap", container["envFrom"][0]["configMapRef"]["name"])
+    api_config, config = (
+        named(manifests, "ConfigMap", ref["configMapRef"]["name"]) for ref in container["envFrom"]
+    )
+    # The API's settings reach the SQL the bridge runs (DB_SETTINGS, PREPARED_STATEMENTS).
+    assert "PREPARED_STATEMENTS" in api_config["data"]
     port = int(config["data"]["BRIDGE_PORT"])
     assert container["ports"][0]["containerPort"] == port
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"

@@ -5,6 +5,8 @@ database), out-of-order and redelivered messages, malformed ones, and the roles.
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import psycopg
 import pytest
@@ -448,12 +450,13 @@ def test_readers_read_the_traffic_views_and_only_ingest_writes(database_url, db)
 
 def test_the_largest_values_a_message_may_hold_are_read_back(db):
     """Whatever passes the checks can be shown: no read fails on a stored value."""
+    now = int(time.time())
     big = 1e14
     ingest(
         db,
         message(
             "rates",
-            32503680000,
+            now,
             [rate(2147483647, "X" * 200, big, control_channel=big, decoderate_interval=big)],
         ),
     )
@@ -470,10 +473,70 @@ def test_the_largest_values_a_message_may_hold_are_read_back(db):
         rec_num=-1,
         length=big,
     )
-    ingest(db, message("calls_active", 32503680000, [entry]))
+    ingest(db, message("calls_active", now, [entry]))
     live = db.execute("select api.list_live_calls()::jsonb").fetchone()[0]
     assert live["calls"][0]["elapsed_s"] == big and live["calls"][0]["talkgroup_id"] == -big
     summary = db.execute("select api.get_traffic_summary()::jsonb").fetchone()[0]
     assert summary["payload"]["decode_sites"][0]["sys_num"] == 2147483647
     db.execute("select api.get_decode_history('trunk-recorder', '1h')").fetchone()
     db.execute("select * from api.traffic_call_events").fetchall()
+
+
+def test_a_timestamp_far_ahead_of_the_databases_clock_is_refused(db):
+    """Else that one message would freeze its feed: only newer messages go in."""
+    ahead = int(time.time()) + 3600
+    with pytest.raises(psycopg.Error) as refused:
+        ingest(db, message("calls_active", ahead, [call("a")]))
+    assert json.loads(refused.value.diag.message_detail) == {"field": "timestamp"}
+    assert "ahead of the database's clock" in refused.value.diag.message_primary
+    assert ingest(db, message("calls_active", int(time.time()) + 60, []))[0]["status"] == "applied"
+
+
+def test_a_clock_set_back_far_resets_the_feed_instead_of_freezing_it(db):
+    ingest(db, message("rates", 100_000, [rate(1, "PRWC-J", 30.0)]))
+    assert ingest(db, message("rates", 99_990, [rate(1, "PRWC-J", 31.0)]))[0]["status"] == "ignored"
+    # More than emberlog.traffic_clock_reset (10 minutes) behind: the clock was set back.
+    assert ingest(db, message("rates", 1_000, [rate(1, "PRWC-J", 32.0)]))[0]["status"] == "applied"
+    assert ingest(db, message("rates", 1_003, [rate(1, "PRWC-J", 33.0)]))[0]["status"] == "applied"
+    history = db.execute(
+        "select extract(epoch from reported_at)::int from api.traffic_decode_history"
+    )
+    assert sorted(r[0] for r in history.fetchall()) == [1_000, 1_003]  # not the old clock's
+
+
+def test_a_wrong_setting_is_a_503_naming_it_and_writes_nothing(db):
+    db.execute("select set_config('emberlog.max_decoderate', 'forty', false)")
+    with pytest.raises(psycopg.Error) as refused:
+        ingest(db, message("rates", 1, [rate(1, "PRWC-J", 30.0)]))
+    assert refused.value.sqlstate == "PT503"
+    assert "emberlog.max_decoderate" in refused.value.diag.message_primary
+    assert traffic_state(db)[1] == []  # no site
+
+
+def test_concurrent_batches_over_the_same_feeds_take_turns_without_deadlock(database_url, db):
+    """Two writers (a second bridge, the route) sending one instance's feeds in opposite
+    orders: the feeds are locked in one order, so neither is aborted."""
+    failures: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def writer(order: int) -> None:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            start.wait()
+            for ts in range(10, 40):
+                pair = [
+                    message("rates", ts, [rate(1, "PRWC-J", 30.0)]),
+                    message("calls_active", ts, [call(f"c{ts}")]),
+                ]
+                try:
+                    ingest(conn, pair[::order])
+                except psycopg.Error as exc:
+                    failures.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(o,)) for o in (1, -1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert failures == []
+    started = [e["payload"]["call_id"] for e in events(db, "traffic.call.started")]
+    assert sorted(started) == sorted(set(started)) and len(started) == 30  # each once
