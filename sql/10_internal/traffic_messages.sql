@@ -9,29 +9,60 @@
 -- the batch's query (no call per field), which runs under the search_path that
 -- internal.trunk_recorder_checked pins.
 
-create or replace function internal.traffic_setting(name text, fallback text, type_name text)
+create or replace function internal.traffic_setting(name text, fallback text, valid boolean)
 returns text
 language plpgsql
 stable
 set search_path = pg_catalog, pg_temp
 as $$
-declare
-    value text := coalesce(nullif(current_setting(traffic_setting.name, true), ''), fallback);
 begin
     -- A wrong setting is the deployment's fault, not a message's: a 503 (the bridge
     -- waits and retries, acknowledging nothing), never a message refused or dropped.
-    if not pg_input_is_valid(value, type_name) then
+    if not valid then
         raise sqlstate 'PT503' using
-            message = traffic_setting.name || ' is ' || quote_literal(value) || ', not a valid '
-            || type_name || ': set it right (DB_SETTINGS, or alter database ... set)',
+            message = traffic_setting.name || ' is '
+            || quote_literal(current_setting(traffic_setting.name, true))
+            || ', not a valid value: set it right (DB_SETTINGS, or alter database ... set)',
             hint = 'misconfigured';
     end if;
-    return value;
+    return coalesce(nullif(current_setting(traffic_setting.name, true), ''), fallback);
 end
 $$;
 
-comment on function internal.traffic_setting(text, text, text) is
-'A setting the traffic monitor reads (emberlog.max_decoderate, emberlog.decode_history_retention, emberlog.traffic_max_clock_ahead, emberlog.traffic_clock_reset) as text of type_name, fallback when unset; a value that is not one raises a 503 naming it.';
+comment on function internal.traffic_setting(text, text, boolean) is
+'A setting the traffic monitor reads, as text (fallback when unset); valid says whether it casts to its type (the callers: internal.traffic_interval, internal.traffic_number), else a 503 naming it.';
+
+create or replace function internal.traffic_interval(name text, fallback text)
+returns interval
+language sql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+    -- (pg_input_is_valid caches the type it was first given at a call site: one type
+    -- per function.)
+    select internal.traffic_setting(
+        name, fallback,
+        pg_input_is_valid(coalesce(nullif(current_setting(name, true), ''), fallback), 'interval')
+    )::interval
+$$;
+
+comment on function internal.traffic_interval(text, text) is
+'An interval setting of the traffic monitor (emberlog.decode_history_retention, emberlog.traffic_max_clock_ahead, emberlog.traffic_clock_reset): fallback when unset, a 503 naming it when not an interval.';
+
+create or replace function internal.traffic_number(name text, fallback text)
+returns double precision
+language sql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+    select internal.traffic_setting(
+        name, fallback,
+        pg_input_is_valid(coalesce(nullif(current_setting(name, true), ''), fallback), 'double precision')
+    )::double precision
+$$;
+
+comment on function internal.traffic_number(text, text) is
+'A number setting of the traffic monitor (emberlog.max_decoderate): fallback when unset, a 503 naming it when not a number.';
 
 create or replace function internal.tr_pattern(kind text)
 returns text
@@ -57,84 +88,79 @@ language sql
 immutable
 parallel safe
 as $$
-    -- The value typed only once it is known valid (a cast of an invalid one could fail).
     select
-        v.problem,
-        case when v.problem is null then
-            -- The value as its kind's JSON type, where it is not that already (null when it
-            -- is, or is absent): integers as integers (1.0 -> 1), other numbers to nine
-            -- decimals (each fits a double precision: 1e-400 -> 0), flags as booleans,
-            -- texts and ids as strings.
-            case
-                when v.json_type = 'null' then null
-                when kind = 'flag' then case when v.json_type <> 'boolean' then to_jsonb(v.flag) end
-                when kind in ('text', 'name', 'id') then case
-                    when v.json_type <> 'string' then to_jsonb(value #>> '{}')
+        case
+            when x.json_type = 'null' then null  -- absent or null: whether required is the caller's
+            when x.json_type = 'string' and kind in ('integer', 'number', 'epoch', 'flag')
+                and (value #>> '{}') !~ internal.tr_pattern(kind)
+                then case kind
+                    when 'flag' then 'must be true or false'
+                    when 'integer' then 'must be an integer'
+                    else 'must be a number'
                 end
-                when kind = 'integer' then case
-                    when v.json_type <> 'number' or scale(v.n) > 0 then to_jsonb(v.n::bigint)
-                end
-                when v.json_type <> 'number' or scale(v.n) > 9 then to_jsonb(trim_scale(round(v.n, 9)))
+            when kind = 'flag' then case when x.flag is null then 'must be true or false' end
+            when kind = 'name' then case
+                when x.json_type <> 'string' then 'must be a string'
+                when length(value #>> '{}') not between 1 and 200 then 'must have 1 to 200 characters'
             end
+            when kind in ('text', 'id') then case
+                when x.json_type = 'string' then case
+                    when kind = 'id' and length(value #>> '{}') not between 1 and 200
+                        then 'must have 1 to 200 characters'
+                    when length(value #>> '{}') > 500 then 'must have at most 500 characters'
+                end
+                when x.json_type <> 'number' or abs(x.n) >= 1e15 or (kind = 'id' and x.n <> trunc(x.n))
+                    then 'must be a string'
+            end
+            when x.n is null then 'must be a number'
+            when kind = 'integer' and (x.n <> trunc(x.n) or x.n not between -2147483648 and 2147483647)
+                then 'must be an integer'
+            when kind = 'epoch' and x.n not between 0 and 32503680000
+                then 'must be seconds since 1970-01-01 (epoch)'
+            when kind = 'number' and abs(x.n) >= 1e15 then 'is out of range'
         end,
-        v.json_type = 'null'
+        -- The value as its kind's JSON type, where it is not that already (null when it
+        -- is, or is absent): integers as integers (1.0 -> 1), other numbers to nine
+        -- decimals (each fits a double precision: 1e-400 -> 0), flags as booleans,
+        -- texts and ids as strings. (Computed for invalid values too, never failing:
+        -- callers use it only when there is no problem.)
+        case
+            when x.json_type = 'null' then null
+            when kind = 'flag' then case when x.json_type <> 'boolean' then to_jsonb(x.flag) end
+            when kind in ('text', 'name', 'id') then case
+                when x.json_type <> 'string' then to_jsonb(value #>> '{}')
+            end
+            when kind = 'integer' then case
+                -- (in range only: out of it, the problem says so and nothing is cast)
+                when (x.json_type <> 'number' or scale(x.n) > 0) and abs(x.n) < 1e15
+                    then to_jsonb(x.n::bigint)
+            end
+            when x.json_type <> 'number' or scale(x.n) > 9 then to_jsonb(trim_scale(round(x.n, 9)))
+        end,
+        x.json_type = 'null'
     from (
         select
-            case
-                when x.json_type = 'null' then null  -- absent or null: whether required is the caller's
-                when x.json_type = 'string' and x.pattern is not null and (value #>> '{}') !~ x.pattern
-                    then case kind
-                        when 'flag' then 'must be true or false'
-                        when 'integer' then 'must be an integer'
-                        else 'must be a number'
-                    end
-                when kind = 'flag' then case when x.flag is null then 'must be true or false' end
-                when kind = 'name' then case
-                    when x.json_type <> 'string' then 'must be a string'
-                    when length(value #>> '{}') not between 1 and 200 then 'must have 1 to 200 characters'
+            coalesce(jsonb_typeof(value), 'null') as json_type,
+            -- A number: a JSON number, or a decimal in a string (older plugin versions
+            -- send every value as a string; internal.tr_pattern says which).
+            case jsonb_typeof(value)
+                when 'number' then value::numeric
+                when 'string' then case
+                    when kind in ('integer', 'number', 'epoch') and (value #>> '{}') ~ internal.tr_pattern(kind)
+                        then btrim(value #>> '{}')::numeric
                 end
-                when kind in ('text', 'id') then case
-                    when x.json_type = 'string' then case
-                        when kind = 'id' and length(value #>> '{}') not between 1 and 200
-                            then 'must have 1 to 200 characters'
-                        when length(value #>> '{}') > 500 then 'must have at most 500 characters'
-                    end
-                    when x.json_type <> 'number' or abs(x.n) >= 1e15 or (kind = 'id' and x.n <> trunc(x.n))
-                        then 'must be a string'
+            end as n,
+            -- A flag: true/false, 1/0, "true"/"false"/"1"/"0"/"" (upstream reads the
+            -- string "false" as true; this does not).
+            case jsonb_typeof(value)
+                when 'boolean' then value::boolean
+                when 'number' then case value::numeric when 1 then true when 0 then false end
+                when 'string' then case lower(btrim(value #>> '{}'))
+                    when 'true' then true when '1' then true
+                    when 'false' then false when '0' then false when '' then false
                 end
-                when x.n is null then 'must be a number'
-                when kind = 'integer' and (x.n <> trunc(x.n) or x.n not between -2147483648 and 2147483647)
-                    then 'must be an integer'
-                when kind = 'epoch' and x.n not between 0 and 32503680000
-                    then 'must be seconds since 1970-01-01 (epoch)'
-                when kind = 'number' and abs(x.n) >= 1e15 then 'is out of range'
-            end as problem,
-            x.*
-        from (
-            select
-                coalesce(jsonb_typeof(value), 'null') as json_type,
-                internal.tr_pattern(kind) as pattern,
-                -- A number: a JSON number, or a decimal in a string (older plugin versions
-                -- send every value as a string; internal.tr_pattern says which).
-                case jsonb_typeof(value)
-                    when 'number' then value::numeric
-                    when 'string' then case
-                        when kind in ('integer', 'number', 'epoch') and (value #>> '{}') ~ internal.tr_pattern(kind)
-                            then btrim(value #>> '{}')::numeric
-                    end
-                end as n,
-                -- A flag: true/false, 1/0, "true"/"false"/"1"/"0"/"" (upstream reads the
-                -- string "false" as true; this does not).
-                case jsonb_typeof(value)
-                    when 'boolean' then value::boolean
-                    when 'number' then case value::numeric when 1 then true when 0 then false end
-                    when 'string' then case lower(btrim(value #>> '{}'))
-                        when 'true' then true when '1' then true
-                        when 'false' then false when '0' then false when '' then false
-                    end
-                end as flag
-        ) as x
-    ) as v
+            end as flag
+    ) as x
 $$;
 
 comment on function internal.tr_value(jsonb, text) is
@@ -237,8 +263,7 @@ as $$
                         'message', coalesce(ts.problem, 'is required') || ' (seconds since 1970)'
                     )
                 -- A clock far ahead would freeze its feed (newer messages only go in).
-                when coalesce(ts.typed, g.message -> 'timestamp')::numeric > extract(epoch from now()
-                    + internal.traffic_setting('emberlog.traffic_max_clock_ahead', '10 minutes', 'interval')::interval)
+                when coalesce(ts.typed, g.message -> 'timestamp')::numeric > clock.latest
                     then jsonb_build_object(
                         'field', 'timestamp',
                         'message', 'is ahead of the database''s clock by more than emberlog.traffic_max_clock_ahead (default 10 minutes)'
@@ -249,6 +274,12 @@ as $$
                     then jsonb_build_object('field', g.list_key, 'message', 'may hold at most 2000 entries')
             end as head_problem
         from given as g
+        cross join (
+            -- Read once for the batch.
+            select extract(epoch from now() + internal.traffic_interval(
+                'emberlog.traffic_max_clock_ahead', '10 minutes'
+            )) as latest
+        ) as clock
         cross join lateral internal.tr_value(
             case when jsonb_typeof(g.message) = 'object' then g.message -> 'timestamp' end, 'epoch'
         ) as ts

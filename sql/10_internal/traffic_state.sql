@@ -32,7 +32,8 @@ comment on function internal.decode_status(double precision) is
 'A site''s health from its decode rate (percent of emberlog.max_decoderate): ok from 90, warn from 70, else bad (upstream''s thresholds).';
 
 create or replace function internal.apply_rates(
-    instance text, reported timestamptz, message jsonb
+    instance text, reported timestamptz, message jsonb,
+    max_rate double precision, retention interval
 )
 returns integer
 language plpgsql
@@ -40,13 +41,6 @@ volatile
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-    -- Control-channel messages per second that count as 100 % (upstream's MAX_DECODERATE).
-    max_rate double precision := internal.traffic_setting(
-        'emberlog.max_decoderate', '40', 'double precision'
-    )::double precision;
-    retention interval := internal.traffic_setting(
-        'emberlog.decode_history_retention', '1 hour', 'interval'
-    )::interval;
     emitted integer;
 begin
     with latest as (
@@ -137,8 +131,8 @@ begin
 end
 $$;
 
-comment on function internal.apply_rates(text, timestamptz, jsonb) is
-'Applies a valid rates message: the latest decode rate of each listed site (decode_rate_pct = decoderate / emberlog.max_decoderate (default 40) x 100, status by internal.decode_status), a point of decode history per site (older than emberlog.decode_history_retention, default 1 hour, deleted), and one system.site.decode_rate.updated event per site whose payload is the site as GET /api/v1/traffic/summary lists it. Returns how many events.';
+comment on function internal.apply_rates(text, timestamptz, jsonb, double precision, interval) is
+'Applies a valid rates message: the latest decode rate of each listed site (decode_rate_pct = decoderate / max_rate x 100: the control-channel messages a second that count as 100 %, emberlog.max_decoderate, default 40, upstream''s MAX_DECODERATE), status by internal.decode_status), a point of decode history per site (older than retention, emberlog.decode_history_retention, default 1 hour, deleted; the caller reads both settings once per batch), and one system.site.decode_rate.updated event per site whose payload is the site as GET /api/v1/traffic/summary lists it. Returns how many events.';
 
 create or replace function internal.apply_recorders(
     instance text, reported timestamptz, message jsonb
@@ -279,7 +273,9 @@ $$;
 comment on function internal.apply_calls_active(text, timestamptz, jsonb) is
 'Applies a valid calls_active message: the instance''s calls on the air become this snapshot (data.traffic_calls); one traffic.call.started event (payload: internal.call_payload) per call not in the stored snapshot (timestamp: its start_time, else the message''s), then one traffic.call.ended per stored call not in this one (timestamp: the message''s), each group in call id order. Returns how many events.';
 
-create or replace function internal.apply_trunk_recorder(message jsonb)
+create or replace function internal.apply_trunk_recorder(
+    message jsonb, reset_after interval, max_rate double precision, retention interval
+)
 returns jsonb
 language plpgsql
 volatile
@@ -291,11 +287,6 @@ declare
     reported timestamptz := to_timestamp((message ->> 'timestamp')::double precision);
     -- The message's fingerprint (64 bits, hashed from its binary form: no text made).
     digest text := jsonb_hash_extended(message, 0)::text;
-    -- A message this much older than the feed's clock: the instance's clock was set
-    -- back (a restart, NTP), not a late delivery: it goes in and resets the clock.
-    reset_after interval := internal.traffic_setting(
-        'emberlog.traffic_clock_reset', '10 minutes', 'interval'
-    )::interval;
     emitted integer;
 begin
     -- The feed's clock (its row locked to the end of the transaction; writers of one
@@ -315,6 +306,8 @@ begin
     where
         f.reported_at < excluded.reported_at
         or (f.reported_at = excluded.reported_at and not digest = any(f.applied_digests))
+        -- This much older than the feed's clock (reset_after: emberlog.traffic_clock_reset):
+        -- the instance's clock was set back (a restart, NTP), not a late delivery.
         or excluded.reported_at < f.reported_at - reset_after;
     if not found then
         return jsonb_build_object(
@@ -324,7 +317,7 @@ begin
         );
     end if;
     emitted := case message_type
-        when 'rates' then internal.apply_rates(instance, reported, message)
+        when 'rates' then internal.apply_rates(instance, reported, message, max_rate, retention)
         when 'recorders' then internal.apply_recorders(instance, reported, message)
         when 'calls_active' then internal.apply_calls_active(instance, reported, message)
     end;
@@ -332,5 +325,5 @@ begin
 end
 $$;
 
-comment on function internal.apply_trunk_recorder(jsonb) is
-'Applies one valid Trunk Recorder status message, as internal.trunk_recorder_checked types it, in the caller''s transaction: {"status": "applied", "events": n}, or {"status": "ignored", "reason"} when the feed (instance and type) already holds a newer message or this very one (data.traffic_feeds); a message older than the feed''s clock by more than emberlog.traffic_clock_reset (default 10 minutes) means the instance''s clock was set back: it is applied and resets the clock. See internal.apply_rates, apply_recorders, apply_calls_active.';
+comment on function internal.apply_trunk_recorder(jsonb, interval, double precision, interval) is
+'Applies one valid Trunk Recorder status message, as internal.trunk_recorder_checked types it, in the caller''s transaction: {"status": "applied", "events": n}, or {"status": "ignored", "reason"} when the feed (instance and type) already holds a newer message or this very one (data.traffic_feeds); a message older than the feed''s clock by more than reset_after (emberlog.traffic_clock_reset, default 10 minutes, read once per batch by the caller) means the instance''s clock was set back: it is applied and resets the clock. max_rate and retention: see internal.apply_rates. See internal.apply_rates, apply_recorders, apply_calls_active.';

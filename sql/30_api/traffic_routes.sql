@@ -16,6 +16,10 @@ declare
     checked record;
     outcome jsonb;
     outcomes jsonb[] := '{}';
+    -- The settings, read once for the body (see internal.apply_trunk_recorder).
+    reset_after interval := internal.traffic_interval('emberlog.traffic_clock_reset', '10 minutes');
+    max_rate double precision := internal.traffic_number('emberlog.max_decoderate', '40');
+    retention interval := internal.traffic_interval('emberlog.decode_history_retention', '1 hour');
     results jsonb;
     report jsonb;
 begin
@@ -53,7 +57,7 @@ begin
         order by c.n
     loop
         if checked.problem is null then
-            outcome := internal.apply_trunk_recorder(checked.message);
+            outcome := internal.apply_trunk_recorder(checked.message, reset_after, max_rate, retention);
         else
             outcome := jsonb_build_object(
                 'status', 'rejected',
@@ -253,16 +257,14 @@ create function api.get_decode_history(instance_id text default 'trunk-recorder'
 returns json
 language plpgsql
 stable
--- security definer: reads the retention as the writer does (internal.traffic_setting).
+-- security definer: reads the retention as the writer does (internal.traffic_interval).
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
     parts text[] := regexp_match(get_decode_history."window", '^([1-9][0-9]{0,5})([smh])$');
     span interval;
-    retention interval := internal.traffic_setting(
-        'emberlog.decode_history_retention', '1 hour', 'interval'
-    )::interval;
+    retention interval := internal.traffic_interval('emberlog.decode_history_retention', '1 hour');
     newest timestamptz;
 begin
     if parts is null then

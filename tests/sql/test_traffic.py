@@ -4,6 +4,7 @@ database), out-of-order and redelivered messages, malformed ones, and the roles.
 
 from __future__ import annotations
 
+import datetime
 import json
 import threading
 import time
@@ -212,6 +213,8 @@ MALFORMED = [
         "rates[1].decoderate",
     ),
     (message("rates", 1, [rate(1.5, "A", 30.0)]), "rates[0].sys_num"),
+    (message("rates", 1, [rate(12345678901234567890.5, "A", 30.0)]), "rates[0].sys_num"),
+    (message("calls_active", 1, [call("a", tdma_slot=-(2**70) - 0.5)]), "calls[0].tdma_slot"),
     (message("rates", 1, [rate(2**40, "A", 30.0)]), "rates[0].sys_num"),
     (message("rates", 1, [rate(1, "", 30.0)]), "rates[0].sys_name"),
     (message("rates", 1, [rate(1, "A", 1e20)]), "rates[0].decoderate"),
@@ -540,3 +543,24 @@ def test_concurrent_batches_over_the_same_feeds_take_turns_without_deadlock(data
     assert failures == []
     started = [e["payload"]["call_id"] for e in events(db, "traffic.call.started")]
     assert sorted(started) == sorted(set(started)) and len(started) == 30  # each once
+
+
+def test_each_setting_is_checked_as_its_own_type_in_one_session(database_url):
+    """A number setting and an interval setting read in turn, in a fresh session: each
+    is checked as what it is (pg_input_is_valid keeps the first type it was given at a
+    call site, which once let '1 hour' be checked as a number)."""
+    read = (
+        "select internal.traffic_number('emberlog.max_decoderate', '40'),"
+        " internal.traffic_interval('emberlog.decode_history_retention', '1 hour')"
+    )
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        assert conn.execute(read).fetchone() == (40.0, datetime.timedelta(hours=1))
+        for name, wrong in (
+            ("emberlog.max_decoderate", "1 hour"),
+            ("emberlog.decode_history_retention", "40x"),
+        ):
+            conn.execute("select set_config(%s, %s, false)", (name, wrong))
+            with pytest.raises(psycopg.Error) as refused:
+                conn.execute(read)
+            assert refused.value.sqlstate == "PT503" and name in str(refused.value)
+            conn.execute("select set_config(%s, '', false)", (name,))
