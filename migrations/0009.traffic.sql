@@ -54,6 +54,11 @@ create table data.traffic_decode_history (
     primary key (instance_id, sys_num, reported_at)
 );
 
+-- Pruning and reading an instance's history by time.
+create index traffic_decode_history_instance_time on data.traffic_decode_history (
+    instance_id, reported_at
+);
+
 comment on table data.traffic_decode_history is
 'Recent decode rates per site, one row per rates message; rows older than emberlog.decode_history_retention (default 1 hour) are deleted as new ones are written.';
 
