@@ -262,11 +262,13 @@ as $$
                         'field', 'timestamp',
                         'message', coalesce(ts.problem, 'is required') || ' (seconds since 1970)'
                     )
-                -- A clock far ahead would freeze its feed (newer messages only go in).
+                -- A clock far ahead would freeze its feed (newer messages only go in). Not
+                -- a malformed message: one at odds with the database's clock (a 409).
                 when coalesce(ts.typed, g.message -> 'timestamp')::numeric > clock.latest
                     then jsonb_build_object(
                         'field', 'timestamp',
-                        'message', 'is ahead of the database''s clock by more than emberlog.traffic_max_clock_ahead (default 10 minutes)'
+                        'message', 'is ahead of the database''s clock by more than emberlog.traffic_max_clock_ahead (default 10 minutes)',
+                        'code', 'clock_ahead'
                     )
                 when jsonb_typeof(g.message -> g.list_key) is distinct from 'array'
                     then jsonb_build_object('field', g.list_key, 'message', 'must be an array')
@@ -371,4 +373,4 @@ as $$
 $$;
 
 comment on function internal.trunk_recorder_checked(jsonb) is
-'Checks a batch (a JSON array) of Trunk Recorder status messages in one query: per message, in order, n, the message with its timestamp and its entries'' checked fields typed (internal.tr_value; null when invalid), and problem: null when valid ({type: rates|recorders|calls_active, instance_id, timestamp (epoch seconds), rates|recorders|calls: [entry, ...]}, at most 2000 entries, each entry''s fields as internal.trunk_recorder_fields() says), else {field, message} of the first problem (field e.g. "calls[2].talkgroup").';
+'Checks a batch (a JSON array) of Trunk Recorder status messages in one query: per message, in order, n, the message with its timestamp and its entries'' checked fields typed (internal.tr_value; null when invalid), and problem: null when valid ({type: rates|recorders|calls_active, instance_id, timestamp (epoch seconds), rates|recorders|calls: [entry, ...]}, at most 2000 entries, each entry''s fields as internal.trunk_recorder_fields() says), else {field, message} of the first problem (field e.g. "calls[2].talkgroup"), with code clock_ahead when the timestamp is too far ahead of the database''s clock.';

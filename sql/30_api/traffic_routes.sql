@@ -62,16 +62,18 @@ begin
             outcome := jsonb_build_object(
                 'status', 'rejected',
                 'error', jsonb_build_object(
-                    'code', 'validation_failed',
+                    'code', coalesce(checked.problem ->> 'code', 'validation_failed'),
                     'message', coalesce((checked.problem ->> 'field') || ' ', '') || (checked.problem ->> 'message'),
                     'details', jsonb_build_object('field', checked.problem -> 'field')
                 )
             );
             if not batch then
-                raise sqlstate 'PT422' using
+                -- 422 for a malformed message; 409 for one at odds with the clock.
+                raise using
+                    errcode = case when checked.problem ? 'code' then 'PT409' else 'PT422' end,
                     message = outcome #>> '{error,message}',
                     detail = (outcome #> '{error,details}')::text,
-                    hint = 'validation_failed';
+                    hint = outcome #>> '{error,code}';
             end if;
         end if;
         outcomes := outcomes || (jsonb_build_object(
@@ -120,7 +122,7 @@ begin
         || 'Trunk Recorder''s status, as its MQTT status plugin publishes it (topics <prefix>/rates, /recorders, /calls_active): one message, or an array of up to 1000 applied in order. '
         || 'Each message updates the instance''s state in its transaction and records its events: rates -> the sites'' decode rates and one system.site.decode_rate.updated per site; recorders -> the recorder counts; calls_active -> the calls on the air, and traffic.call.started / traffic.call.ended for the calls that appeared / disappeared since the stored snapshot. '
         || 'A message older than the newest applied one of its instance and type, or the same message again, changes nothing ("status": "ignored"). '
-        || 'One message: 200 {type, instance_id, status: applied|ignored, events, reason?}; 422 naming the first bad field (nothing written). '
+        || 'One message: 200 {type, instance_id, status: applied|ignored, events, reason?}; 422 naming the first bad field (nothing written); 409 clock_ahead when its timestamp is more than emberlog.traffic_max_clock_ahead (10 minutes) ahead of the database''s clock. '
         || 'An array: {"results": [...], "applied", "ignored", "rejected", "events"}: 200, 207 when some were rejected (the others applied), 422 when all were. 400: neither.'
     );
 end

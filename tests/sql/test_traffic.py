@@ -490,6 +490,8 @@ def test_a_timestamp_far_ahead_of_the_databases_clock_is_refused(db):
     ahead = int(time.time()) + 3600
     with pytest.raises(psycopg.Error) as refused:
         ingest(db, message("calls_active", ahead, [call("a")]))
+    assert refused.value.sqlstate == "PT409"  # at odds with the clock, not malformed
+    assert refused.value.diag.message_hint == "clock_ahead"
     assert json.loads(refused.value.diag.message_detail) == {"field": "timestamp"}
     assert "ahead of the database's clock" in refused.value.diag.message_primary
     assert ingest(db, message("calls_active", int(time.time()) + 60, []))[0]["status"] == "applied"
