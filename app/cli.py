@@ -221,8 +221,18 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The command line; after `psql`, every argument is psql's own (argparse would take
+    `-c` for one of ours)."""
+    if argv[:1] == ["psql"]:
+        args = parser().parse_args(["psql"])
+        args.psql_args = argv[1:]
+        return args
+    return parser().parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parse(sys.argv[1:] if argv is None else argv)
     try:
         settings = from_env()
     except SettingsError as exc:

@@ -97,3 +97,10 @@ def test_serve_refuses_a_superuser_login(fault_database):
     assert "emberlog_authenticator" in refused.stderr and "MIGRATE_DATABASE_URL" in refused.stderr
     behind = cli("serve", **logins(fault_database), READ_DATABASE_URL=fault_database, PORT="1")
     assert behind.returncode == 2 and "READ_DATABASE_URL logs in as superuser" in behind.stderr
+
+
+def test_psql_passes_every_argument_after_it_to_psql(fault_database):
+    """`emberlog-api psql -c "..."`: the -c is psql's, not emberlog-api's."""
+    result = cli("psql", "-At", "-c", "select 40 + 2", **logins(fault_database))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "42"
