@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import logging
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -49,9 +50,26 @@ def database(settings: Settings) -> Iterator[Logins]:
     server = EmbeddedPostgres(settings.data_dir / "postgres")
     owner = server.start()
     try:
-        yield Logins(owner=owner, app=db.login_as(owner, settings.authenticator_role))
+        with stopped_by_sigterm():
+            yield Logins(owner=owner, app=db.login_as(owner, settings.authenticator_role))
     finally:
         server.stop_if_started_here()
+
+
+@contextlib.contextmanager
+def stopped_by_sigterm() -> Iterator[None]:
+    """SIGTERM ends the command as Ctrl-C does, through the `finally` blocks (so the
+    embedded server this command started is stopped too). uvicorn catches SIGTERM for its
+    graceful shutdown, then raises it again for the previous handler: this one."""
+
+    def leave(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, leave)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:

@@ -4,12 +4,17 @@ metrics on their own port, and the settings a container sets."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from ops.local import free_port
-from tests.e2e.conftest import cli, logins, wait_until
+from tests import pg
+from tests.e2e.conftest import ROOT, cli, logins, wait_until
 
 
 def log_lines(server) -> list[str]:
@@ -104,3 +109,25 @@ def test_psql_passes_every_argument_after_it_to_psql(fault_database):
     result = cli("psql", "-At", "-c", "select 40 + 2", **logins(fault_database))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "42"
+
+
+def test_serve_stopped_by_sigterm_stops_the_embedded_server_it_started(tmp_path):
+    """As a service manager stops `make run`: the embedded PostgreSQL goes too."""
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": "", "MIGRATE_DATABASE_URL": "", "DATA_DIR": str(tmp_path),
+           "PORT": str(port), "HOST": "127.0.0.1"}  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve"], cwd=ROOT, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200, 120)
+        pid_file = tmp_path / "postgres" / "postmaster.pid"
+        assert pid_file.exists()
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+        wait_until(lambda: not pid_file.exists(), 30)  # PostgreSQL shut down cleanly
+    finally:
+        if process.poll() is None:
+            process.kill()
+        pg.EmbeddedPostgres(tmp_path / "postgres").stop_if_running()
