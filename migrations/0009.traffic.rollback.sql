@@ -4,6 +4,7 @@ drop view if exists api.traffic_recorders cascade;
 drop view if exists api.traffic_feeds cascade;
 drop view if exists api.traffic_live_calls cascade;
 drop view if exists api.traffic_decode_history cascade;
+drop index data.events_stream_ref;
 alter table data.event_queue reset (autovacuum_vacuum_scale_factor, autovacuum_vacuum_threshold);
 drop table data.traffic_calls;
 drop table data.traffic_recorders;

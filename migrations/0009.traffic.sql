@@ -92,6 +92,11 @@ create table data.traffic_calls (
 comment on table data.traffic_calls is
 'The calls on the air now per instance: the latest calls_active snapshot, one row per call (entry: its entry as sent, values typed). A call absent from the next snapshot is deleted and its traffic.call.ended event recorded in the same transaction.';
 
+-- Resuming a stream from an envelope's event_id (api.event_position) finds its event
+-- by (stream, ref_id): with decode-rate events every few seconds per site the log grows
+-- fast, and a reconnecting client must not scan it.
+create index events_stream_ref on data.events (stream, ref_id);
+
 -- Rewritten every second or so, a row at a time: room on each page for the new version
 -- (HOT updates, pruned as the page is read), and vacuumed by the number of dead rows,
 -- not by a share of a table that never grows. The event queue, filled and emptied at
