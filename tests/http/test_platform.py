@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 
 import pytest
 
@@ -29,12 +30,15 @@ notify emberlog_reload;
 """
 
 
-async def wait_for_route(client, method: str, path: str) -> None:
-    for _ in range(100):
-        if client.app_state.routes.match(method, path):
+async def wait_for_route(client, method: str, path: str, present: bool = True) -> None:
+    """Until the route table has (or, present=False, no longer has) the route: reloads are
+    coalesced and, on a busy machine, slow; 30 s is generous."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if bool(client.app_state.routes.match(method, path)) == present:
             return
         await asyncio.sleep(0.05)
-    raise AssertionError(f"{method} {path} never appeared")
+    raise AssertionError(f"{method} {path} never {'appeared' if present else 'went'}")
 
 
 @pytest.fixture
@@ -70,10 +74,7 @@ async def test_a_dropped_route_disappears(client, custom_routes, db):
     await wait_for_route(client, "POST", "/api/v1/teapot")
     db.execute("drop function api.teapot(); notify emberlog_reload")
     db.execute("create function api.teapot() returns json language sql as $$ select null::json $$")
-    for _ in range(100):
-        if not client.app_state.routes.match("POST", "/api/v1/teapot"):
-            break
-        await asyncio.sleep(0.05)
+    await wait_for_route(client, "POST", "/api/v1/teapot", present=False)
     assert (await client.simulate_post("/api/v1/teapot")).status_code == 404
 
 
@@ -116,7 +117,8 @@ async def test_cors_origins_are_configurable(settings, db):
 
 async def test_health_endpoints(client):
     assert (await client.simulate_get("/healthz")).json == {"status": "ok"}
-    for _ in range(100):  # the streams find where live starts just after start-up
+    deadline = time.monotonic() + 30  # the streams find where live starts after start-up
+    while time.monotonic() < deadline:
         ready = await client.simulate_get("/readyz")
         if ready.status_code == 200:
             break
