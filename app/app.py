@@ -11,6 +11,7 @@ from typing import Any
 import falcon
 import falcon.asgi
 
+from .environment import from_env
 from .http import docs, errors
 from .http.documents import Metrics, OpenApi
 from .http.gateway import Gateway
@@ -20,7 +21,7 @@ from .lifespan import Lifespan, Scope
 from .observability import logs
 from .observability.health import Health, Liveness, Readiness
 from .observability.tracing import Tracing
-from .settings import Settings, from_env
+from .settings import Settings
 from .state import AppState
 from .streams.hub import DROPPED
 

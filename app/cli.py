@@ -1,19 +1,16 @@
 """``emberlog-api``: serve, migrate, routes, keys, prune-events, settings, mqtt-bridge, psql.
 
 Every command an operator runs, a few lines each, sharing ``database()`` (which login
-each needs); serve's start-up checks and line are app/startup.py.
+each needs: app/database/logins.py); serve's start-up checks and line are app/startup.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
-import signal
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import psycopg
 
@@ -21,55 +18,13 @@ from . import settings_docs
 from .database import connections as db
 from .database import deploy, routes
 from .database.embedded import EmbeddedPostgres
+from .database.logins import database
+from .environment import from_env
 from .observability import logs
-from .settings import Settings, SettingsError, declared, from_env
+from .settings import Settings, SettingsError, declared
 from .startup import check_logins, log_start, migrating
 
 log = logging.getLogger("emberlog.cli")
-
-
-@dataclass(frozen=True)
-class Logins:
-    """The two logins to one database: the owner's, which migrates and administers, and
-    the app's (DATABASE_URL), which its request pools, read pool and listener use."""
-
-    owner: str
-    app: str
-
-
-@contextlib.contextmanager
-def database(settings: Settings) -> Iterator[Logins]:
-    """The logins in use: MIGRATE_DATABASE_URL (else DATABASE_URL) and DATABASE_URL; or
-    the embedded server's superuser and its authenticator (trust auth on its socket).
-    The embedded server is started if needed, and stopped on the way out if this
-    command started it."""
-    if not settings.embedded:
-        assert settings.database_url and settings.owner_url
-        yield Logins(owner=settings.owner_url, app=settings.database_url)
-        return
-    server = EmbeddedPostgres(settings.data_dir / "postgres")
-    owner = server.start()
-    try:
-        with stopped_by_sigterm():
-            yield Logins(owner=owner, app=db.login_as(owner, settings.authenticator_role))
-    finally:
-        server.stop_if_started_here()
-
-
-@contextlib.contextmanager
-def stopped_by_sigterm() -> Iterator[None]:
-    """SIGTERM ends the command as Ctrl-C does, through the `finally` blocks (so the
-    embedded server this command started is stopped too). uvicorn catches SIGTERM for its
-    graceful shutdown, then raises it again for the previous handler: this one."""
-
-    def leave(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, leave)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:

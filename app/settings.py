@@ -1,6 +1,7 @@
 """Configuration: every setting declared once, below, as a field of Settings with its
 environment variable, parser, default, group and help. That one declaration drives
-``from_env`` (nothing is read at import time), ``emberlog-api --help`` and the generated
+``from_env`` (app/environment.py: reading the variables; nothing is read at import
+time), ``emberlog-api --help`` and the generated
 docs/configuration.md (``emberlog-api settings --markdown``; a test fails when the file
 drifts). Longer than this project's ~200-line rule on purpose: it is the one table of
 settings, and splitting it would bring back the copies it replaces.
@@ -8,10 +9,8 @@ settings, and splitting it would bring back the copies it replaces.
 
 from __future__ import annotations
 
-import importlib.util
-import os
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -418,68 +417,4 @@ def declared() -> Iterator[Declared]:
             )
 
 
-# AUDIO_BASE_URL was a setting of its own; now one of DB_SETTINGS.
-LEGACY_DB_SETTINGS = {"AUDIO_BASE_URL": "emberlog.audio_base_url"}
 TRACING_EXTRA = "ENABLE_TRACING=true needs the tracing extra: pip install 'emberlog-api[tracing]'"
-
-
-def from_env(env: Mapping[str, str] | None = None) -> Settings:
-    """Settings from environment variables; an empty variable counts as unset."""
-    env = os.environ if env is None else env
-    values: dict[str, Any] = {}
-    deprecations: list[str] = []
-    for one in declared():
-        variable, raw = _given(env, one, deprecations)
-        if raw:
-            try:
-                values[one.name] = one.parser(raw)
-            except ValueError as exc:
-                raise SettingsError(f"{variable} {exc}, got {raw!r}") from None
-    settings = Settings(**values, deprecations=tuple(deprecations))
-    return _checked(_legacy_db_settings(env, settings))
-
-
-def _given(env: Mapping[str, str], one: Declared, deprecations: list[str]) -> tuple[str, str]:
-    """(the variable that holds the value, its text): the current name, else an old one."""
-    raw = (env.get(one.variable) or "").strip()
-    if raw:
-        return one.variable, raw
-    for alias in one.aliases:
-        old = (env.get(alias) or "").strip()
-        if old:
-            deprecations.append(f"{alias} is deprecated: set {one.variable} instead")
-            return alias, old
-    return one.variable, ""
-
-
-def _legacy_db_settings(env: Mapping[str, str], settings: Settings) -> Settings:
-    """Old variables that became DB_SETTINGS entries (DB_SETTINGS wins where both say)."""
-    moved: dict[str, str] = {}
-    notes: list[str] = []
-    for old, name in LEGACY_DB_SETTINGS.items():
-        raw = (env.get(old) or "").strip()
-        if raw:
-            moved[name] = raw
-            notes.append(f'{old} is deprecated: set DB_SETTINGS={{"{name}": ...}} instead')
-    if not moved:
-        return settings
-    merged = {**moved, **dict(settings.db_settings)}
-    return replace(
-        settings,
-        db_settings=tuple(sorted(merged.items())),
-        deprecations=(*settings.deprecations, *notes),
-    )
-
-
-def _checked(settings: Settings) -> Settings:
-    """Refuse combinations no single variable shows wrong."""
-    if settings.metrics_port and settings.workers > 1:
-        raise SettingsError(
-            "METRICS_PORT needs WORKERS=1 (one process per pod or container; each worker "
-            "would need a port of its own)"
-        )
-    if settings.metrics_port and settings.metrics_port == settings.port:
-        raise SettingsError("METRICS_PORT must differ from PORT")
-    if settings.enable_tracing and importlib.util.find_spec("opentelemetry.sdk") is None:
-        raise SettingsError(TRACING_EXTRA)
-    return settings

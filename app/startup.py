@@ -5,17 +5,14 @@ first."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 import psycopg
 
 from . import __version__
 from .database import connections as db
 from .database import deploy, routes
+from .database.logins import Logins
 from .settings import Settings
-
-if TYPE_CHECKING:
-    from .cli import Logins
 
 log = logging.getLogger("emberlog.cli")
 

@@ -8,8 +8,9 @@ import dataclasses
 
 import pytest
 
+from app.environment import from_env
 from app.http.clients import parse_networks
-from app.settings import SettingsError, from_env
+from app.settings import SettingsError
 from tests.conftest import app_client
 from tests.incidents import payload
 

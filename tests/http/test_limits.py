@@ -10,9 +10,10 @@ import time
 import jwt
 import pytest
 
+from app.environment import from_env
 from app.http.clients import parse_networks
 from app.http.limits import TokenBuckets, retry_after
-from app.settings import SettingsError, from_env
+from app.settings import SettingsError
 from tests import pg
 from tests.conftest import app_client
 from tests.incidents import payload

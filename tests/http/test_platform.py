@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from app.settings import SettingsError, from_env
+from app.environment import from_env
+from app.settings import SettingsError
 from tests.conftest import app_client
 
 CUSTOM_ROUTE = """

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from app import settings_docs
-from app.settings import Settings, SettingsError, declared, from_env
+from app.environment import from_env
+from app.settings import Settings, SettingsError, declared
 
 
 def test_docs_configuration_md_is_the_generated_one():

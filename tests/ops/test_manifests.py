@@ -16,6 +16,7 @@ import yaml
 from dockerfile_parse import DockerfileParser
 
 from app import settings
+from app.environment import from_env
 
 ROOT = Path(__file__).resolve().parents[2]
 OPS = ROOT / "ops"
@@ -119,7 +120,7 @@ class Reads(dict):
 def test_every_variable_the_manifests_set_is_one_the_app_reads(manifests):
     """A misspelt name in a ConfigMap or an env entry would be silently ignored."""
     environment = Reads()
-    settings.from_env(environment)
+    from_env(environment)
     data = {k: v for c in by_kind(manifests, "ConfigMap") for k, v in c["data"].items()}
     containers = [
         c
