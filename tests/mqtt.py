@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import paho.mqtt.client as mqtt
 
 from ops.local import free_port
 from tests import pg
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,7 +65,7 @@ class Mosquitto:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_for(lambda: self._accepting(), "Mosquitto to listen")
+        wait_until(self._accepting, 30, 0.05, what="Mosquitto listening")
 
     def stop(self) -> None:
         """Stopped as a service manager stops it (SIGTERM: it saves what it keeps)."""
@@ -85,16 +85,6 @@ class Mosquitto:
             return False
         client.disconnect()
         return True
-
-
-def wait_for(check, what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Publisher:
@@ -149,7 +139,7 @@ class BridgeProcess:
             return False
 
     def wait_ready(self) -> None:
-        wait_for(self.ready, f"the bridge to be ready (log: {self.log_path})")
+        wait_until(self.ready, 30, 0.05, what=f"the bridge ready (log: {self.log_path})")
 
     def metric(self, name: str, **labels: str) -> float:
         """One sample of /metrics (0 when absent)."""

@@ -19,7 +19,8 @@ from ops.bench.sse import (
     cpu_seconds,
 )
 from ops.local import LocalServer
-from tests.mqtt import BridgeProcess, Mosquitto, wait_for
+from tests.mqtt import BridgeProcess, Mosquitto
+from tests.waiting import wait_until
 
 TOPIC = "emberlog/trunkrecorder/"
 STARTED = "traffic.call.started"
@@ -111,7 +112,7 @@ def wait_applied(bridge: BridgeProcess, count: int, timeout: float = 30) -> None
             raise RuntimeError(f"warm-up not applied: {dict(handled)} (log: {bridge.log_path})")
         return handled["applied"] >= count
 
-    wait_for(applied, f"the bridge to apply {count} warm-up message(s)", timeout)
+    wait_until(applied, timeout, 0.05, what=f"the bridge applying {count} warm-up message(s)")
 
 
 def start_bridge(

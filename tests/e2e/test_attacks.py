@@ -17,8 +17,8 @@ import httpx
 import psycopg
 
 from ops.local import free_port
-from tests.e2e.conftest import wait_until
 from tests.incidents import payload
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 ATTACKERS = 12

@@ -10,8 +10,9 @@ import httpx
 import psycopg
 
 from tests import pg
-from tests.e2e.conftest import cli, logins, wait_until
+from tests.e2e.conftest import cli, logins
 from tests.incidents import payload
+from tests.waiting import wait_until
 
 
 def test_readiness_follows_the_database_and_liveness_does_not(serve, fault_server):

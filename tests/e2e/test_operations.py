@@ -14,7 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ops.local import free_port
 from tests import pg
-from tests.e2e.conftest import ROOT, cli, logins, wait_until
+from tests.e2e.conftest import ROOT, cli, logins
+from tests.waiting import wait_until
 
 
 def log_lines(server) -> list[str]:

@@ -21,9 +21,9 @@ import psycopg
 import pytest
 
 from ops.local import free_port
-from tests.e2e.conftest import wait_until
 from tests.incidents import payload
 from tests.sse import SseClient
+from tests.waiting import wait_until
 
 SERVER_CONNECTIONS = 2  # PgBouncer's default_pool_size: fewer than the app's pool
 EMBEDDED_USER = "embedded_postgres"  # who the embedded server runs as under root

@@ -17,9 +17,10 @@ import psycopg
 
 from app.database import deploy
 from tests import pg
-from tests.e2e.conftest import ServerProcess, wait_until
+from tests.e2e.conftest import ServerProcess
 from tests.incidents import payload
 from tests.sse import SseClient
+from tests.waiting import wait_until
 
 POPULATION = 3000
 RELOAD = "emberlog_reload"

@@ -15,10 +15,10 @@ import psycopg
 import pytest
 
 from tests import pg
-from tests.e2e.conftest import wait_until
 from tests.e2e.test_pooler import EMBEDDED_USER
 from tests.incidents import payload
 from tests.sse import SseClient
+from tests.waiting import wait_until
 
 CATCH_UP = 60.0  # seconds a standby may take to replay, on a busy machine
 MARKER_TABLE = (

@@ -18,9 +18,9 @@ import httpx
 import psycopg
 
 from tests import pg
-from tests.e2e.conftest import wait_until
 from tests.incidents import payload
 from tests.sse import SseClient
+from tests.waiting import wait_until
 
 CREATE = "select (api.create_incident(%s::jsonb)->>'id')::bigint"
 

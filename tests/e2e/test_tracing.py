@@ -17,8 +17,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from tests.e2e.conftest import ROOT, wait_until
+from tests.e2e.conftest import ROOT
 from tests.incidents import payload
+from tests.waiting import wait_until
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"  # the caller's W3C traceparent
 TRACEPARENT = f"00-{CALLER_TRACE}-00f067aa0ba902b7-01"

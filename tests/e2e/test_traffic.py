@@ -16,10 +16,10 @@ import psycopg
 import pytest
 
 from tests import pg
-from tests.e2e.conftest import wait_until
 from tests.mqtt import BridgeProcess, Mosquitto, Publisher
 from tests.sse import SseClient
 from tests.traffic import CALL_TYPES, DECODE_TYPE, message, rate, session
+from tests.waiting import wait_until
 
 TOPIC = "emberlog/trunkrecorder/"
 TRAFFIC_FILTERS = {"event_type": [DECODE_TYPE, *CALL_TYPES]}
