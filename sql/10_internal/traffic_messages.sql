@@ -225,7 +225,7 @@ comment on function internal.trunk_recorder_fields() is
 'The checked fields of an entry of each Trunk Recorder message type (rates, recorders, calls_active): name, kind (internal.tr_value), whether required, order. Other fields are stored as sent.';
 
 create or replace function internal.trunk_recorder_checked(messages jsonb)
-returns table (n bigint, message jsonb, problem jsonb)
+returns table (n bigint, sent jsonb, message jsonb, problem jsonb)
 language sql
 stable
 set search_path = pg_catalog, pg_temp
@@ -361,6 +361,7 @@ as $$
 
     select
         h.n,
+        h.message,
         case when coalesce(h.head_problem, p.problem) is null then
             h.message || jsonb_build_object(
                 'timestamp', h.reported, h.list_key, coalesce(p.entries, '[]')
@@ -373,4 +374,4 @@ as $$
 $$;
 
 comment on function internal.trunk_recorder_checked(jsonb) is
-'Checks a batch (a JSON array) of Trunk Recorder status messages in one query: per message, in order, n, the message with its timestamp and its entries'' checked fields typed (internal.tr_value; null when invalid), and problem: null when valid ({type: rates|recorders|calls_active, instance_id, timestamp (epoch seconds), rates|recorders|calls: [entry, ...]}, at most 2000 entries, each entry''s fields as internal.trunk_recorder_fields() says), else {field, message} of the first problem (field e.g. "calls[2].talkgroup"), with code clock_ahead when the timestamp is too far ahead of the database''s clock.';
+'Checks a batch (a JSON array) of Trunk Recorder status messages in one query: per message, in order, n, sent (the message as given), the message with its timestamp and its entries'' checked fields typed (internal.tr_value; null when invalid), and problem: null when valid ({type: rates|recorders|calls_active, instance_id, timestamp (epoch seconds), rates|recorders|calls: [entry, ...]}, at most 2000 entries, each entry''s fields as internal.trunk_recorder_fields() says), else {field, message} of the first problem (field e.g. "calls[2].talkgroup"), with code clock_ahead when the timestamp is too far ahead of the database''s clock.';

@@ -50,10 +50,8 @@ begin
     -- Every message checked at once; then, in the order sent, each valid one applied
     -- against what the ones before it left (a feed's messages must be applied in order).
     for checked in
-        select c.n, c.message, c.problem, m.message as sent
+        select c.n, c.message, c.problem, c.sent
         from internal.trunk_recorder_checked(case when batch then body else jsonb_build_array(body) end) as c
-        inner join jsonb_array_elements(case when batch then body else jsonb_build_array(body) end)
-            with ordinality as m (message, n) on c.n = m.n
         order by c.n
     loop
         if checked.problem is null then
