@@ -237,8 +237,7 @@ as $$
             m.message ->> 'type' as message_type,
             case m.message ->> 'type'
                 when 'rates' then 'rates' when 'recorders' then 'recorders' when 'calls_active' then 'calls'
-            end as list_key,
-            internal.text_problem(m.message -> 'instance_id', true, 200) as instance_problem
+            end as list_key
         from jsonb_array_elements(messages) with ordinality as m (message, n)
     ),
 
@@ -255,8 +254,8 @@ as $$
                     then jsonb_build_object('field', null, 'message', 'a message must be a JSON object')
                 when g.list_key is null
                     then jsonb_build_object('field', 'type', 'message', 'must be rates, recorders or calls_active')
-                when g.instance_problem is not null
-                    then jsonb_build_object('field', 'instance_id', 'message', g.instance_problem)
+                when inst.problem is not null or inst.missing
+                    then jsonb_build_object('field', 'instance_id', 'message', coalesce(inst.problem, 'is required'))
                 when ts.problem is not null or ts.missing
                     then jsonb_build_object(
                         'field', 'timestamp',
@@ -282,6 +281,10 @@ as $$
                 'emberlog.traffic_max_clock_ahead', '10 minutes'
             )) as latest
         ) as clock
+        -- instance_id and timestamp checked as entries' fields are (what the schema says).
+        cross join lateral internal.tr_value(
+            case when jsonb_typeof(g.message) = 'object' then g.message -> 'instance_id' end, 'name'
+        ) as inst
         cross join lateral internal.tr_value(
             case when jsonb_typeof(g.message) = 'object' then g.message -> 'timestamp' end, 'epoch'
         ) as ts
