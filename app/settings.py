@@ -194,6 +194,11 @@ class Settings:
         "role", "JWT_ROLE_CLAIM", parse.text, SECURITY,
         "Claim (dotted path, e.g. app.role) naming the role.",
     )  # fmt: skip
+    jwt_default_role: str | None = setting(
+        None, "JWT_DEFAULT_ROLE", parse.text, SECURITY,
+        "The role of a verified token without the role claim (e.g. emberlog_user, for an"
+        " identity provider's tokens, which name none). Unset: ANON_ROLE.",
+    )  # fmt: skip
     jwt_leeway: float = setting(
         30.0, "JWT_LEEWAY", parse.number(), SECURITY,
         "Seconds of clock skew allowed on exp, nbf, iat.",

@@ -172,8 +172,8 @@ def behaviour(conn: psycopg.Connection) -> dict[str, dict[str, tuple]]:
 
 
 def empty_tables(conn: psycopg.Connection) -> None:
-    """Incidents, the event queue and log, the event envelopes and the traffic state
-    emptied, ids from 1 again, nothing pruned. Locked in the order a stream fetch locks
+    """Incidents, the event queue and log, the event envelopes, the traffic state and
+    the alerts emptied, ids from 1 again, nothing pruned. Locked in the order a stream fetch locks
     them (queue, log, then what it joins), so emptying under a running server's fetch
     cannot deadlock."""
     conn.execute(
@@ -183,6 +183,11 @@ def empty_tables(conn: psycopg.Connection) -> None:
     conn.execute(
         "truncate data.traffic_feeds, data.traffic_sites, data.traffic_decode_history,"
         " data.traffic_recorders, data.traffic_calls"
+    )
+    conn.execute(
+        "truncate data.alert_deliveries, data.alert_messages, data.alert_rule_channels,"
+        " data.alert_rules, data.alert_channels, data.alert_users,"
+        " data.alert_system_destinations restart identity"
     )
     conn.execute("update data.event_log_state set pruned_through = 0, envelopes_pruned_through = 0")
 

@@ -146,7 +146,7 @@ class Authenticator:
         claim = self.settings.jwt_role_claim
         role = role_claim(claims, claim)
         if role is None:
-            role = self.settings.anon_role
+            role = self.settings.jwt_default_role or self.settings.anon_role
         if not isinstance(role, str) or role not in self.roles | {self.settings.anon_role}:
             advice = f"send a token whose {claim} claim names a role this API may act as"
             raise _invalid_token(ROLE_REFUSED, f"{ROLE_REFUSED}: {advice}")

@@ -110,6 +110,126 @@ $$;
 comment on function internal.tg_incidents__record_event() is
 'Statement trigger on data.incidents: record one dispatch.incident.created envelope (schema 1.0.0, EVENT_MODEL §4.3) per inserted row in data.event_envelopes, in the writing transaction: event_id a random UUID (v4), timestamp the incident''s dispatched_at, received_at its created_at, source {module emberlog-api, instance internal.source_instance(), system internal.channel_system(channel)}, payload internal.incident_payload(...).';
 
+create or replace function internal.tg_incidents__queue_alerts()
+returns trigger
+language plpgsql
+volatile
+-- Fires as whatever role writes: definer rights read every user's rules (row-level
+-- security does not bind the owner) and queue their deliveries.
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    matched_incidents bigint[];
+    matched_rules bigint[];
+    fired bigint[];
+    queued integer;
+begin
+    if not exists (select from data.alert_rules as r where r.enabled)
+        and not exists (select from data.alert_system_destinations) then
+        return null;  -- the common case, two index probes
+    end if;
+
+    -- Every (incident, enabled rule) whose filters all match. Each incident's words and
+    -- lowercased fields are computed once (offset 0 keeps the subquery from being
+    -- merged into the join, which would compute them once per rule).
+    select coalesce(array_agg(i.id order by r.id, i.id), '{}'),
+        coalesce(array_agg(r.id order by r.id, i.id), '{}')
+    into matched_incidents, matched_rules
+    from (
+        select
+            n.id,
+            lower(n.incident_type) as incident_type,
+            internal.lowered(n.units) as units,
+            lower(n.channel) as channel,
+            lower(n.address) as address,
+            to_tsvector('english', coalesce(n.transcript, '')) as words
+        from new_rows as n
+        offset 0
+    ) as i
+    inner join data.alert_rules as r
+        on
+            r.enabled
+            and (cardinality(r.match_incident_types) = 0 or i.incident_type = any(r.match_incident_types))
+            and (cardinality(r.match_units) = 0 or i.units && r.match_units)
+            and (cardinality(r.match_channels) = 0 or i.channel = any(r.match_channels))
+            and (r.keywords_query is null or i.words @@ r.keywords_query)
+            and (r.match_address is null or strpos(i.address, r.match_address) > 0);
+
+    if cardinality(matched_rules) = 0
+        and not exists (select from data.alert_system_destinations) then
+        return null;
+    end if;
+
+    -- What the deliveries send: each incident's envelope, stored once.
+    insert into data.alert_messages (incident_id, envelope)
+    select n.id, api.event_json(e)::jsonb
+    from new_rows as n
+    inner join api.events as e
+        on
+            e.received_at = n.created_at
+            and e.event_type = 'dispatch.incident.created'
+            and e.payload ->> 'incident_id' = n.id::text
+    where n.id = any(matched_incidents) or exists (select from data.alert_system_destinations)
+    on conflict (incident_id) do nothing;
+
+    -- Throttled rules: the first match fires when the rule's window has passed (the row
+    -- lock orders concurrent incidents: the second sees the first's last_queued_at).
+    with updated as (
+        update data.alert_rules as r
+        set last_queued_at = now()
+        where r.id = any(matched_rules) and r.throttle_sec > 0
+            and (r.last_queued_at is null
+                or r.last_queued_at <= now() - make_interval(secs => r.throttle_sec))
+        returning r.id
+    )
+    select coalesce(array_agg(u.id), '{}') into fired from updated as u;
+
+    insert into data.alert_deliveries (
+        kind, user_id, message_id, incident_id, rule_id, rule_name, channel_id,
+        status, next_attempt_at
+    )
+    select
+        'rule', r.user_id, msg.id, m.incident_id, r.id, r.name, rc.channel_id, s.status,
+        case when s.status = 'queued' then now() end
+    from (
+        select
+            u.incident_id,
+            u.rule_id,
+            row_number() over (partition by u.rule_id order by u.incident_id) as nth
+        from unnest(matched_incidents, matched_rules) as u (incident_id, rule_id)
+    ) as m
+    inner join data.alert_rules as r on m.rule_id = r.id
+    inner join data.alert_rule_channels as rc on r.id = rc.rule_id
+    inner join data.alert_messages as msg on m.incident_id = msg.incident_id
+    cross join lateral (
+        select case
+            when r.throttle_sec = 0 or (m.nth = 1 and r.id = any(fired)) then 'queued'
+            else 'throttled'
+        end as status
+    ) as s
+    on conflict do nothing;
+    get diagnostics queued = row_count;
+
+    insert into data.alert_deliveries (
+        kind, message_id, incident_id, destination, url, status, next_attempt_at
+    )
+    select 'system', msg.id, n.id, d.name, d.url, 'queued', now()
+    from new_rows as n
+    inner join data.alert_messages as msg on n.id = msg.incident_id
+    cross join data.alert_system_destinations as d
+    on conflict do nothing;
+
+    if queued > 0 or found then
+        perform pg_catalog.pg_notify(internal.alerts_channel(), '');
+    end if;
+    return null;
+end
+$$;
+
+comment on function internal.tg_incidents__queue_alerts() is
+'Statement trigger on data.incidents: match the new incidents against every enabled alert rule (all given filters must match: incident type, units, radio channel, keywords on the transcript, address) and queue one delivery per rule channel (idempotent per incident x rule x channel), or record it throttled within the rule''s throttle_sec; queue one per system destination; store each matched incident''s envelope once (data.alert_messages); NOTIFY internal.alerts_channel(). In the writing transaction: a rolled-back incident queues nothing.';
+
 create or replace trigger _100_count_inserts
 after insert on data.incidents
 referencing new table as new_rows
@@ -140,6 +260,14 @@ for each statement execute function internal.tg_incidents__record_event();
 
 comment on trigger _500_record_event on data.incidents is
 'Every new incident, whoever writes it, is recorded as a dispatch.incident.created event envelope (data.event_envelopes) in the same transaction.';
+
+create or replace trigger _600_queue_alerts
+after insert on data.incidents
+referencing new table as new_rows
+for each statement execute function internal.tg_incidents__queue_alerts();
+
+comment on trigger _600_queue_alerts on data.incidents is
+'Every new incident, whoever writes it, is matched against the alert rules in the same transaction (after its envelope is recorded by _500_record_event).';
 
 create or replace trigger _900_queue_event
 after insert on data.incidents

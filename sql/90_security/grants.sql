@@ -63,3 +63,81 @@ revoke execute on all functions in schema auth from public;
 grant usage on schema auth to emberlog_authenticator;
 grant execute on function auth.key_role(bytea), auth.touch_api_keys(bigint[], timestamptz[])
 to emberlog_authenticator;
+
+-- Signed-in users (emberlog_user: a token's sub; psql logins granted the role): their
+-- alerts. It inherits emberlog_anon's reads (migrations/0010). The alert routes run as
+-- the caller, so that row-level security (sql/20_auth/alerts.sql) binds them: unlike the
+-- other web roles, this one is granted the alert tables themselves, column by column
+-- (never a channel's secret), and the internal functions those routes call.
+grant usage on schema data, internal to emberlog_user;
+grant select (id, user_id, kind, name, url, verified_at, created_at, updated_at),
+insert (user_id, name, url, secret),
+update (name, url, verified_at, updated_at),
+delete
+on data.alert_channels to emberlog_user;
+grant select (
+    id, user_id, name, enabled, throttle_sec, incident_types, units, channels, keywords,
+    address, last_queued_at, created_at, updated_at
+),
+insert (user_id, name, enabled, throttle_sec, incident_types, units, channels, keywords, address),
+update (name, enabled, throttle_sec, incident_types, units, channels, keywords, address, updated_at),
+delete
+on data.alert_rules to emberlog_user;
+grant select, insert, delete on data.alert_rule_channels to emberlog_user;
+grant select (
+    id, kind, user_id, incident_id, rule_id, rule_name, channel_id, status, attempts,
+    last_status_code, last_error, last_attempt_at, next_attempt_at, delivered_at,
+    created_at, updated_at
+),
+update (status, attempts, next_attempt_at, last_error, updated_at)
+on data.alert_deliveries to emberlog_user;
+grant execute on function
+internal.alert_user_id(),
+internal.alert_user(),
+internal.alert_secret(),
+internal.alerts_channel(),
+internal.queue_test_alert(bigint),
+internal.invalid_field(text, text),
+internal.iso8601(timestamptz),
+internal.payload_text(jsonb, text),
+internal.payload_boolean(jsonb, text),
+internal.text_list(jsonb, text),
+internal.absolute_url(text),
+internal.route_path(regprocedure)
+to emberlog_user;
+grant select on api.alert_channels, api.alert_rules, api.alert_deliveries to emberlog_user;
+grant execute on function
+api.alert_channel_json(api.alert_channels),
+api.alert_rule_json(api.alert_rules),
+api.alert_delivery_json(api.alert_deliveries),
+api.alert_not_found(text, text),
+api.alert_check_fields(jsonb, text[]),
+api.alert_channel_values(jsonb, boolean),
+api.alert_rule_channels(jsonb),
+api.alert_rule_filters(jsonb),
+api.alert_rule_settings(jsonb, boolean),
+api.set_alert_rule_channels(bigint, bigint, bigint[]),
+api.list_alert_channels(),
+api.get_alert_channel(bigint),
+api.create_alert_channel(jsonb),
+api.update_alert_channel(bigint, jsonb),
+api.delete_alert_channel(bigint),
+api.test_alert_channel(bigint),
+api.list_alert_rules(),
+api.get_alert_rule(bigint),
+api.create_alert_rule(jsonb),
+api.update_alert_rule(bigint, jsonb),
+api.delete_alert_rule(bigint),
+api.list_alert_deliveries(text, bigint, bigint, integer, integer),
+api.get_alert_delivery(uuid),
+api.retry_alert_delivery(uuid)
+to emberlog_user;
+
+-- emberlog-api worker: claims and records deliveries, nothing else.
+grant usage on schema api to emberlog_worker;
+grant execute on function
+api.claim_alert_deliveries(text, integer, double precision, integer),
+api.finish_alert_deliveries(jsonb, integer, double precision, double precision),
+api.set_alert_notifier(text, text),
+api.alert_queue()
+to emberlog_worker;

@@ -133,6 +133,7 @@ def test_rolling_back_the_counts_and_the_queue_and_migrating_again(fresh, refere
     with psycopg.connect(fresh, autocommit=True) as conn:
         create(conn, 3)
         assert pg.roll_back_to(fresh, "0005.role_timeouts") == [
+            "0010.alerts",
             "0009.traffic",
             "0008.event_envelopes",
             "0007.event_queue",
