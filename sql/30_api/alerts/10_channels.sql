@@ -47,14 +47,14 @@ language plpgsql
 stable
 as $$
 declare
-    found jsonb;
+    shown jsonb;
 begin
-    select api.alert_channel_json(c) into found from api.alert_channels as c
+    select api.alert_channel_json(c) into shown from api.alert_channels as c
     where c.id = get_alert_channel.id;
-    if found is null then
+    if shown is null then
         perform api.alert_not_found('alert channel', id::text);
     end if;
-    return found;
+    return shown;
 end
 $$;
 
@@ -106,7 +106,7 @@ volatile
 as $$
 declare
     given record;
-    found jsonb;
+    shown jsonb;
 begin
     select * into given from api.alert_channel_values(payload, false);
     update data.alert_channels as c
@@ -119,9 +119,9 @@ begin
     if not found then
         perform api.alert_not_found('alert channel', id::text);
     end if;
-    select api.alert_channel_json(c) into found from api.alert_channels as c
+    select api.alert_channel_json(c) into shown from api.alert_channels as c
     where c.id = update_alert_channel.id;
-    return found;
+    return shown;
 end
 $$;
 
@@ -175,17 +175,17 @@ volatile
 as $$
 declare
     delivery_id uuid;
-    found jsonb;
+    shown jsonb;
 begin
     perform from data.alert_channels as c where c.id = test_alert_channel.id;
     if not found then
         perform api.alert_not_found('alert channel', id::text);
     end if;
     delivery_id := internal.queue_test_alert(test_alert_channel.id);
-    select api.alert_delivery_json(d) into found from api.alert_deliveries as d
+    select api.alert_delivery_json(d) into shown from api.alert_deliveries as d
     where d.id = delivery_id;
     perform set_config('response.status', '202', true);
-    return found;
+    return shown;
 end
 $$;
 

@@ -138,13 +138,13 @@ language plpgsql
 stable
 as $$
 declare
-    found jsonb;
+    shown jsonb;
 begin
-    select api.alert_rule_json(r) into found from api.alert_rules as r where r.id = get_alert_rule.id;
-    if found is null then
+    select api.alert_rule_json(r) into shown from api.alert_rules as r where r.id = get_alert_rule.id;
+    if shown is null then
         perform api.alert_not_found('alert rule', id::text);
     end if;
-    return found;
+    return shown;
 end
 $$;
 

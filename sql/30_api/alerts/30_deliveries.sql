@@ -52,14 +52,14 @@ language plpgsql
 stable
 as $$
 declare
-    found jsonb;
+    shown jsonb;
 begin
-    select api.alert_delivery_json(d) into found from api.alert_deliveries as d
+    select api.alert_delivery_json(d) into shown from api.alert_deliveries as d
     where d.id = get_alert_delivery.id;
-    if found is null then
+    if shown is null then
         perform api.alert_not_found('alert delivery', id::text);
     end if;
-    return found;
+    return shown;
 end
 $$;
 
