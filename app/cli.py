@@ -1,4 +1,5 @@
-"""``emberlog-api``: serve, migrate, routes, keys, prune-events, settings, mqtt-bridge, psql.
+"""``emberlog-api``: serve, migrate, routes, keys, prune-events, settings, mqtt-bridge, worker,
+verify-webhook, psql.
 
 Every command an operator runs, a few lines each, sharing ``database()`` (which login
 each needs: app/database/logins.py); serve's start-up checks and line are app/startup.py.
@@ -11,6 +12,7 @@ import logging
 import os
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import psycopg
 
@@ -112,7 +114,7 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-SECRET_VARIABLES = frozenset({"JWT_SECRET", "MQTT_PASSWORD"})
+SECRET_VARIABLES = frozenset({"JWT_SECRET", "MQTT_PASSWORD", "NOTIFIER_SECRET"})
 
 
 def cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
@@ -140,6 +142,38 @@ def cmd_mqtt_bridge(settings: Settings, args: argparse.Namespace) -> int:
     with database(settings) as logins:
         db.check_login(logins.app, settings)  # never a superuser, as serve
         return runner.run(replace(settings, database_url=logins.app))
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    """The alert worker logs in as the app does (DATABASE_URL, else the embedded
+    server's authenticator) and runs as WORKER_ROLE."""
+    from .worker import runner, verify
+
+    if settings.notifier_secret:  # refused now rather than on every notifier delivery
+        try:
+            verify.check_secret(settings.notifier_secret)
+        except verify.Invalid as exc:
+            raise SettingsError(f"NOTIFIER_SECRET: {exc}") from None
+    with database(settings) as logins:
+        db.check_login(logins.app, settings)  # never a superuser, as serve
+        return runner.run(replace(settings, database_url=logins.app))
+
+
+def cmd_verify_webhook(settings: Settings, args: argparse.Namespace) -> int:
+    """Does a captured webhook request verify against a secret? Exit 0 or 1."""
+    from .worker import verify
+
+    lines = list(args.header)
+    if args.headers_file:
+        lines += Path(args.headers_file).read_text().splitlines()
+    body = Path(args.body_file).read_bytes() if args.body_file else sys.stdin.buffer.read()
+    try:
+        msg_id = verify.verify(args.secret, verify.header_lines(lines), body, args.tolerance)
+    except verify.Invalid as exc:
+        print(f"invalid: {exc}")
+        return 1
+    print(f"valid: {msg_id}")
+    return 0
 
 
 def cmd_psql(settings: Settings, args: argparse.Namespace) -> int:
@@ -188,6 +222,23 @@ def parser() -> argparse.ArgumentParser:
         "mqtt-bridge", help="Trunk Recorder's MQTT status plugin into the database (MQTT_*)"
     )
     bridge.set_defaults(func=cmd_mqtt_bridge)
+    sub.add_parser(
+        "worker", help="send the alert webhooks the database queued (WORKER_*, WEBHOOK_*)"
+    ).set_defaults(func=cmd_worker)
+    check = sub.add_parser(
+        "verify-webhook", help="check a captured webhook's signature (Standard Webhooks)"
+    )
+    check.add_argument("--secret", required=True, help="the channel's secret, whsec_...")
+    check.add_argument("--headers-file", metavar="F", help="the request's headers, Name: value")
+    check.add_argument(
+        "--header", action="append", default=[], metavar="'NAME: VALUE'", help="one header"
+    )
+    check.add_argument("--body-file", metavar="F", help="the request's body (default: stdin)")
+    check.add_argument(
+        "--tolerance", type=float, default=300.0, metavar="SECONDS",
+        help="how far webhook-timestamp may be from now (default 300; 0: not checked)",
+    )  # fmt: skip
+    check.set_defaults(func=cmd_verify_webhook)
     psql = sub.add_parser("psql", help="open psql on the database in use")
     psql.add_argument("psql_args", nargs=argparse.REMAINDER)
     psql.set_defaults(func=cmd_psql)

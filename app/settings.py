@@ -45,6 +45,7 @@ LIMITS = "Limits"
 STREAMS = "Streams"
 OPERATIONS = "Logs, metrics, tracing"
 BRIDGE = "MQTT bridge (emberlog-api mqtt-bridge)"
+WORKER = "Alert worker (emberlog-api worker)"
 
 
 @dataclass(frozen=True)
@@ -373,6 +374,72 @@ class Settings:
         10.0, "BRIDGE_DRAIN_SECONDS", parse.number(), BRIDGE,
         "On SIGTERM: how long to go on applying what was received before disconnecting"
         " (what is left unacknowledged the broker delivers again).",
+    )  # fmt: skip
+
+    # --- the alert worker (api.claim_alert_deliveries -> webhooks -> finish) -------------
+    worker_role: str = setting(
+        "emberlog_worker", "WORKER_ROLE", parse.text, WORKER,
+        "The role the worker's transactions run as (it logs in as DATABASE_URL).",
+    )  # fmt: skip
+    worker_id: str | None = setting(
+        None, "WORKER_ID", parse.text, WORKER,
+        "The worker's name in claims (data.alert_deliveries.claimed_by). Unset:"
+        " <hostname>-<pid>.",
+    )  # fmt: skip
+    worker_port: int = setting(
+        9109, "WORKER_PORT", parse.integer(0, 65535), WORKER,
+        "The worker's /healthz, /readyz and /metrics (0: none).",
+    )  # fmt: skip
+    worker_concurrency: int = setting(
+        16, "WORKER_CONCURRENCY", parse.integer(1, 1000), WORKER,
+        "Webhooks in flight at once, each on its own (a slow receiver holds one slot).",
+    )  # fmt: skip
+    worker_batch_size: int = setting(
+        50, "WORKER_BATCH_SIZE", parse.integer(1, 1000), WORKER,
+        "At most this many deliveries claimed per query (never more than free slots).",
+    )  # fmt: skip
+    worker_poll_seconds: float = setting(
+        5.0, "WORKER_POLL_SECONDS", parse.number(0.05), WORKER,
+        "Seconds between claims when no NOTIFY wakes the worker (retries coming due, a"
+        " lost LISTEN connection); also how often the queue gauges are refreshed.",
+    )  # fmt: skip
+    worker_drain_seconds: float = setting(
+        15.0, "WORKER_DRAIN_SECONDS", parse.number(), WORKER,
+        "On SIGTERM: how long in-flight webhooks may go on (their results recorded)"
+        " before the worker exits; what is left is claimed again after its lease.",
+    )  # fmt: skip
+    webhook_timeout_seconds: float = setting(
+        10.0, "WEBHOOK_TIMEOUT_SECONDS", parse.number(0.1), WORKER,
+        "The whole webhook request (connect, send, answer). A claim's lease is this plus"
+        " 10 s, so an attempt always ends before another worker may take it over.",
+    )  # fmt: skip
+    webhook_max_attempts: int = setting(
+        8, "WEBHOOK_MAX_ATTEMPTS", parse.integer(1, 100), WORKER,
+        "Attempts before a delivery is dead.",
+    )  # fmt: skip
+    webhook_backoff_seconds: float = setting(
+        5.0, "WEBHOOK_BACKOFF_SECONDS", parse.number(), WORKER,
+        "Delay after the first failed attempt, doubled after each further one (jittered).",
+    )  # fmt: skip
+    webhook_max_backoff_seconds: float = setting(
+        3600.0, "WEBHOOK_MAX_BACKOFF_SECONDS", parse.number(), WORKER,
+        "The longest delay between attempts.",
+    )  # fmt: skip
+    webhook_allowed_networks: tuple[Network, ...] = setting(
+        (), "WEBHOOK_ALLOWED_NETWORKS", parse.networks, WORKER,
+        "CIDRs webhooks may reach although not public (private, loopback, link-local...):"
+        " every other such address is refused (the delivery is dead), checked when"
+        " connecting, after DNS.",
+    )  # fmt: skip
+    notifier_base_url: str | None = setting(
+        None, "NOTIFIER_BASE_URL", parse.public_url, WORKER,
+        "Upstream's notifier: every incident is also POSTed to"
+        " <base>/api/v1/events/new_incident. Unset: no longer (the worker says so to the"
+        " database at start).",
+    )  # fmt: skip
+    notifier_secret: str | None = setting(
+        None, "NOTIFIER_SECRET", parse.text, WORKER,
+        "Signs the notifier's webhooks (Standard Webhooks, whsec_<base64>). Unset: unsigned.",
     )  # fmt: skip
 
     # Not a variable: what from_env read under an old name, for the log.
