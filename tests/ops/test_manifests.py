@@ -65,6 +65,8 @@ def test_every_rendered_manifest_is_valid_for_kubernetes(manifests):
         [
             "ConfigMap",
             "ConfigMap",
+            "ConfigMap",
+            "Deployment",
             "Deployment",
             "Deployment",
             "HorizontalPodAutoscaler",
@@ -169,6 +171,37 @@ def test_the_mqtt_bridge_is_one_replica_of_its_own_that_drains(manifests):
     assert pod["terminationGracePeriodSeconds"] > settings.Settings().bridge_drain_seconds
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert "MQTT_PASSWORD" not in config["data"]  # a secret's
+
+
+def test_the_alert_worker_runs_side_by_side_and_drains(manifests):
+    worker = named(manifests, "Deployment", "emberlog-alert-worker")
+    spec = worker["spec"]
+    # Two at once are safe (claims skip locked rows, under a lease): rolled, not recreated.
+    assert spec["replicas"] >= 2 and spec["strategy"]["type"] == "RollingUpdate"
+    labels = spec["template"]["metadata"]["labels"]
+    for selecting in (*by_kind(manifests, "Service"), *by_kind(manifests, "PodDisruptionBudget")):
+        selector = selecting["spec"].get("selector", {})
+        selector = selector.get("matchLabels", selector)
+        assert not selector.items() <= labels.items()  # no API traffic, no API PDB
+    pod = spec["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"] == ["worker"]
+    api_config, config = (
+        named(manifests, "ConfigMap", ref["configMapRef"]["name"]) for ref in container["envFrom"]
+    )
+    assert "PREPARED_STATEMENTS" in api_config["data"]
+    port = int(config["data"]["WORKER_PORT"])
+    assert container["ports"][0]["containerPort"] == port
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    drain = float(
+        config["data"].get("WORKER_DRAIN_SECONDS", settings.Settings().worker_drain_seconds)
+    )
+    timeout = float(config["data"].get("WEBHOOK_TIMEOUT_SECONDS", 10))
+    assert timeout < drain  # an attempt in flight ends within the drain
+    assert pod["terminationGracePeriodSeconds"] > drain + 5  # and its result is recorded
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert "NOTIFIER_SECRET" not in config["data"]  # a secret's
 
 
 def test_the_ingress_streams_sse_and_keeps_metrics_private(manifests):
