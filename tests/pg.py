@@ -130,7 +130,8 @@ def event_ids(conn: psycopg.Connection, after: int = 0) -> list[int]:
 
 
 # What sql/ defines, as the catalog holds it (no oids): functions and procedures of our
-# schemas, views, triggers on our tables, with definitions, grants and comments.
+# schemas, views, triggers on our tables, row-level security policies, with definitions,
+# grants and comments.
 BEHAVIOUR = {
     "function": """
         select p.oid::regprocedure::text, pg_catalog.pg_get_functiondef(p.oid),
@@ -153,6 +154,11 @@ BEHAVIOUR = {
             t.tgenabled::text, pg_catalog.obj_description(t.oid, 'pg_trigger')
         from pg_catalog.pg_trigger as t
         where not t.tgisinternal
+    """,
+    "policy": """
+        select p.schemaname || '.' || p.tablename || '.' || p.policyname,
+            p.cmd, p.roles::text, p.qual, p.with_check
+        from pg_catalog.pg_policies as p
     """,
     "comment": """
         select c.oid::regclass::text, pg_catalog.obj_description(c.oid, 'pg_class')

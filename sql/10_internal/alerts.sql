@@ -61,6 +61,24 @@ $$;
 comment on function internal.alert_user_id() is
 'The calling user''s id in data.alert_users, or null when they have none yet: in the API''s sessions the user whose subject is the token''s sub, in any other session the user whose db_login is the login (session_user). Every alert table''s row-level security policy compares with it.';
 
+create or replace function internal.alert_subject_required()
+returns void
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    if internal.alert_claims_trusted() and internal.jwt_subject() is null then
+        raise sqlstate 'PT403' using
+            message = 'alerts belong to a user: send a token with a sub claim',
+            hint = 'subject_required';
+    end if;
+end
+$$;
+
+comment on function internal.alert_subject_required() is
+'403 subject_required when an API request has no token sub (alerts belong to a user); nothing in psql, where the login is the user.';
+
 create or replace function internal.alert_user()
 returns bigint
 language plpgsql
@@ -71,19 +89,14 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
     found_id bigint := internal.alert_user_id();
-    subject text;
 begin
     if found_id is not null then
         return found_id;
     end if;
+    perform internal.alert_subject_required();
     if internal.alert_claims_trusted() then
-        subject := internal.jwt_subject();
-        if subject is null then
-            raise sqlstate 'PT403' using
-                message = 'alerts belong to a user: send a token with a sub claim',
-                hint = 'subject_required';
-        end if;
-        insert into data.alert_users (subject) values (subject) on conflict do nothing;
+        insert into data.alert_users (subject) values (internal.jwt_subject())
+        on conflict do nothing;
     else
         insert into data.alert_users (db_login) values (session_user::text) on conflict do nothing;
     end if;

@@ -94,6 +94,9 @@ on data.alert_deliveries to emberlog_user;
 grant execute on function
 internal.alert_user_id(),
 internal.alert_user(),
+internal.alert_subject_required(),
+internal.alert_claims_trusted(),
+internal.jwt_subject(),
 internal.alert_secret(),
 internal.alerts_channel(),
 internal.queue_test_alert(bigint),

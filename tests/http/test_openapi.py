@@ -36,6 +36,14 @@ async def test_the_document_is_valid_openapi_and_describes_the_sql_routes(client
         "/api/v1/traffic/summary",
         "/api/v1/traffic/live-calls",
         "/api/v1/traffic/decode-history",
+        "/api/v1/alert-channels",
+        "/api/v1/alert-channels/{id}",
+        "/api/v1/alert-channels/{id}/test",
+        "/api/v1/alert-rules",
+        "/api/v1/alert-rules/{id}",
+        "/api/v1/alert-deliveries",
+        "/api/v1/alert-deliveries/{id}",
+        "/api/v1/alert-deliveries/{id}/retry",
     }
     listing = doc["paths"][INCIDENTS]["get"]
     assert listing["operationId"] == "list_incidents"

@@ -192,7 +192,13 @@ def test_claims_are_exclusive_and_failures_back_off_until_dead(db, alice):
     [(delivery, attempt)] = claim(db)
     assert claim(db, "w2") == []  # claimed: no other worker gets it
     for n in (1, 2):
-        failed = {"id": delivery, "attempt": n, "ok": False, "status_code": 500, "error": "HTTP 500"}
+        failed = {
+            "id": delivery,
+            "attempt": n,
+            "ok": False,
+            "status_code": 500,
+            "error": "HTTP 500",
+        }
         assert finish(db, [failed]) == [(delivery, "retrying", n)]
         [(again, attempt)] = claim(db)
         assert (again, attempt) == (delivery, n + 1)
@@ -277,7 +283,7 @@ def test_a_user_sees_and_changes_only_their_own_rows(db):
         for statement, args in [
             ("select api.get_alert_channel(%s)", (hook,)),
             ("select api.get_alert_rule(%s)", (made,)),
-            ("select api.update_alert_rule(%s, '{\"name\": \"mine\"}')", (made,)),
+            ('select api.update_alert_rule(%s, \'{"name": "mine"}\')', (made,)),
             ("select api.delete_alert_channel(%s)", (hook,)),
             ("select api.delete_alert_rule(%s)", (made,)),
             ("select api.test_alert_channel(%s)", (hook,)),
@@ -346,7 +352,7 @@ def test_psql_logins_are_users_of_their_own(db, database_url):
     ).fetchone() == (a_name,)
 
 
-class psql_login:  # noqa: N801 - used as a context manager, like contextlib's
+class psql_login:
     """A login role of its own (a psql user granted emberlog_user), connected; dropped after."""
 
     def __init__(self, db, database_url):
@@ -388,6 +394,9 @@ def test_bad_channels_are_refused_naming_the_field(alice, body, field):
     assert json.loads(refused.value.diag.message_detail) == {"field": field}
 
 
+RULE = {"name": "r", "alert_channel_ids": [1]}
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -395,16 +404,16 @@ def test_bad_channels_are_refused_naming_the_field(alice, body, field):
         ({"name": "r"}, "alert_channel_ids"),
         ({"name": "r", "alert_channel_ids": []}, "alert_channel_ids"),
         ({"name": "r", "alert_channel_ids": ["1"]}, "alert_channel_ids"),
-        ({"name": "r", "alert_channel_ids": [1], "throttle_sec": -1}, "throttle_sec"),
-        ({"name": "r", "alert_channel_ids": [1], "throttle_sec": 1.5}, "throttle_sec"),
-        ({"name": "r", "alert_channel_ids": [1], "filters": []}, "filters"),
-        ({"name": "r", "alert_channel_ids": [1], "filters": {"units": "E12"}}, "filters.units"),
-        ({"name": "r", "alert_channel_ids": [1], "filters": {"units": [""]}}, "filters.units"),
-        ({"name": "r", "alert_channel_ids": [1], "filters": {"talkgroups": []}}, "filters.talkgroups"),
-        ({"name": "r", "alert_channel_ids": [1], "filters": {"keywords": "the"}}, "filters.keywords"),
-        ({"name": "r", "alert_channel_ids": [1], "filters": {"keywords": 7}}, "keywords"),
-        ({"name": "r", "alert_channel_ids": [1], "enabled": "yes"}, "enabled"),
-        ({"name": "r", "alert_channel_ids": [1], "owner": 2}, "owner"),
+        ({**RULE, "throttle_sec": -1}, "throttle_sec"),
+        ({**RULE, "throttle_sec": 1.5}, "throttle_sec"),
+        ({**RULE, "filters": []}, "filters"),
+        ({**RULE, "filters": {"units": "E12"}}, "filters.units"),
+        ({**RULE, "filters": {"units": [""]}}, "filters.units"),
+        ({**RULE, "filters": {"talkgroups": []}}, "filters.talkgroups"),
+        ({**RULE, "filters": {"keywords": "the"}}, "filters.keywords"),
+        ({**RULE, "filters": {"keywords": 7}}, "keywords"),
+        ({**RULE, "enabled": "yes"}, "enabled"),
+        ({**RULE, "owner": 2}, "owner"),
     ],
 )
 def test_bad_rules_are_refused_naming_the_field(alice, body, field):
@@ -426,9 +435,7 @@ def test_a_channel_in_use_cannot_be_deleted_and_deleting_a_rule_cancels_its_queu
     call(alice, "delete_alert_rule", made)
     call(alice, "delete_alert_channel", hook)
     with switched(db, None):
-        row = db.execute(
-            "select status, last_error, rule_id from data.alert_deliveries"
-        ).fetchone()
+        row = db.execute("select status, last_error, rule_id from data.alert_deliveries").fetchone()
     assert row == ("cancelled", "the rule was deleted", None)
 
 

@@ -27,6 +27,7 @@ TRIGGERS = [  # data.incidents' triggers, in firing order (name order), and thei
     ("_100_count_inserts", "internal.tg_incidents__count"),
     ("_100_count_truncates", "internal.tg_incidents__count"),
     ("_500_record_event", "internal.tg_incidents__record_event"),
+    ("_600_queue_alerts", "internal.tg_incidents__queue_alerts"),
     ("_900_queue_event", "internal.tg_incidents__queue_event"),
 ]
 ENVELOPE_TRIGGERS = [  # data.event_envelopes' triggers, in firing order, and their functions
@@ -63,16 +64,20 @@ def consistent(conn) -> tuple[int, int, int]:
 
 
 def test_every_function_view_and_trigger_is_recreated_from_sql(fresh, reference):
-    """Drop all behaviour (api, every function of internal and auth, every trigger):
-    apply_sql alone brings all of it back, as it was. Nothing lives only in a migration."""
+    """Drop all behaviour (api, every function of internal and auth, every trigger and
+    policy): apply_sql alone brings all of it back, as it was. Nothing lives only in a
+    migration."""
     with psycopg.connect(fresh, autocommit=True) as conn:
         create(conn, 3)
         for name, table in conn.execute(
             "select tgname, tgrelid::regclass::text from pg_trigger"
-            " where tgrelid in ('data.incidents'::regclass, 'data.event_envelopes'::regclass)"
-            " and not tgisinternal"
+            " where tgrelid::regclass::text like 'data.%' and not tgisinternal"
         ).fetchall():
             conn.execute(f'drop trigger "{name}" on {table}')
+        for name, table in conn.execute(
+            "select policyname, schemaname || '.' || tablename from pg_policies"
+        ).fetchall():
+            conn.execute(f'drop policy "{name}" on {table}')
         conn.execute("drop schema api cascade")
         for (function,) in conn.execute(
             "select oid::regprocedure::text from pg_proc"
@@ -168,8 +173,10 @@ def test_triggers_are_named_for_their_order_and_call_tg_table_task_functions(db)
     assert functions == [
         (name, "v", True, ["search_path=pg_catalog, pg_temp"], True)
         for name in (
+            "tg_alert_rules__match_columns",
             "tg_event_envelopes__queue_event",
             "tg_incidents__count",
+            "tg_incidents__queue_alerts",
             "tg_incidents__queue_event",
             "tg_incidents__record_event",
         )

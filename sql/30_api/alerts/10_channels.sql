@@ -12,7 +12,7 @@ begin
     end if;
     name := internal.payload_text(payload, 'name');
     url := internal.payload_text(payload, 'url');
-    if (creating or payload ? 'name') and (name is null or length(trim(name)) not between 1 and 200) then
+    if (creating or payload ? 'name') and (name is null or length(trim(name)) not between 1 and 200 or name !~ '[^[:space:]]') then
         perform internal.invalid_field('name', 'must be 1 to 200 characters');
     end if;
     if (creating or payload ? 'url') and (
@@ -31,11 +31,16 @@ comment on function api.alert_channel_values(jsonb, boolean) is
 
 create function api.list_alert_channels()
 returns jsonb
-language sql
+language plpgsql
 stable
 as $$
-    select jsonb_build_object('data', coalesce(jsonb_agg(api.alert_channel_json(c) order by c.id), '[]'))
-    from api.alert_channels as c
+begin
+    perform internal.alert_subject_required();
+    return (
+        select jsonb_build_object('data', coalesce(jsonb_agg(api.alert_channel_json(c) order by c.id), '[]'))
+        from api.alert_channels as c
+    );
+end
 $$;
 
 comment on function api.list_alert_channels() is
@@ -94,8 +99,8 @@ $$;
 comment on function api.create_alert_channel(jsonb) is
 E'@http POST /api/v1/alert-channels\n'
 '@body {"type": "object", "required": ["name", "url"], "additionalProperties": false, "properties": {'
-'"name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"}, '
-'"url": {"type": "string", "maxLength": 2000, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\\s]+(/\\S*)?$", "description": "where the webhooks are POSTed"}, '
+'"name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\\\S"}, '
+'"url": {"type": "string", "maxLength": 2000, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\\\\s]+(/\\\\S*)?$", "description": "where the webhooks are POSTed"}, '
 '"kind": {"enum": ["webhook"]}}}\n'
 'Creates a webhook channel. 201 with the channel and its signing secret (whsec_...: shown this once, store it now; the receiver verifies each delivery with it). At most 20 per user.';
 
@@ -128,8 +133,8 @@ $$;
 comment on function api.update_alert_channel(bigint, jsonb) is
 E'@http PATCH /api/v1/alert-channels/{id}\n'
 '@body {"type": "object", "additionalProperties": false, "properties": {'
-'"name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"}, '
-'"url": {"type": "string", "maxLength": 2000, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\\s]+(/\\S*)?$"}, '
+'"name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\\\S"}, '
+'"url": {"type": "string", "maxLength": 2000, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\\\\s]+(/\\\\S*)?$"}, '
 '"kind": {"enum": ["webhook"]}}}\n'
 'Renames a channel or changes its URL (a new URL is unverified until a test succeeds). The secret stays.';
 

@@ -83,7 +83,7 @@ begin
         payload, array['name', 'enabled', 'throttle_sec', 'filters', 'alert_channel_ids']
     );
     name := trim(internal.payload_text(payload, 'name'));
-    if (creating or payload ? 'name') and (name is null or length(name) not between 1 and 200) then
+    if (creating or payload ? 'name') and (name is null or length(name) not between 1 and 200 or name !~ '[^[:space:]]') then
         perform internal.invalid_field('name', 'must be 1 to 200 characters');
     end if;
     enabled := internal.payload_boolean(payload, 'enabled');
@@ -122,11 +122,16 @@ comment on function api.set_alert_rule_channels(bigint, bigint, bigint[]) is
 
 create function api.list_alert_rules()
 returns jsonb
-language sql
+language plpgsql
 stable
 as $$
-    select jsonb_build_object('data', coalesce(jsonb_agg(api.alert_rule_json(r) order by r.id), '[]'))
-    from api.alert_rules as r
+begin
+    perform internal.alert_subject_required();
+    return (
+        select jsonb_build_object('data', coalesce(jsonb_agg(api.alert_rule_json(r) order by r.id), '[]'))
+        from api.alert_rules as r
+    );
+end
 $$;
 
 comment on function api.list_alert_rules() is
@@ -191,14 +196,14 @@ $$;
 comment on function api.create_alert_rule(jsonb) is
 E'@http POST /api/v1/alert-rules\n'
 '@body {"type": "object", "required": ["name", "alert_channel_ids"], "additionalProperties": false, "properties": {'
-'"name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"}, '
+'"name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\\\S"}, '
 '"enabled": {"type": ["boolean", "null"]}, '
 '"throttle_sec": {"type": "integer", "minimum": 0, "maximum": 604800, "description": "after a delivery is queued, matches within this many seconds are recorded as throttled"}, '
 '"filters": {"type": ["object", "null"], "additionalProperties": false, "properties": {'
 '"incident_types": {"type": ["array", "null"], "maxItems": 50, "items": {"type": "string", "minLength": 1, "maxLength": 100}}, '
 '"units": {"type": ["array", "null"], "maxItems": 50, "items": {"type": "string", "minLength": 1, "maxLength": 100}}, '
 '"channels": {"type": ["array", "null"], "maxItems": 50, "items": {"type": "string", "minLength": 1, "maxLength": 100}, "description": "radio channels"}, '
-'"keywords": {"type": ["string", "null"], "maxLength": 200, "description": "full-text search on the transcript (websearch syntax: words, \"a phrase\", or, -not)"}, '
+'"keywords": {"type": ["string", "null"], "maxLength": 200, "description": "full-text search on the transcript (websearch syntax: words, \\"a phrase\\", or, -not)"}, '
 '"address": {"type": ["string", "null"], "maxLength": 200, "description": "a case-insensitive substring of the address"}}}, '
 '"alert_channel_ids": {"type": "array", "minItems": 1, "maxItems": 20, "items": {"type": "integer", "minimum": 1}}}}\n'
 'Creates an alert rule: every filter given must match a new incident (within a filter, any of its values; case-insensitive); the rule then queues one delivery per channel. 201 with the rule. At most 100 per user.';
@@ -251,7 +256,7 @@ $$;
 comment on function api.update_alert_rule(bigint, jsonb) is
 E'@http PATCH /api/v1/alert-rules/{id}\n'
 '@body {"type": "object", "additionalProperties": false, "properties": {'
-'"name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"}, '
+'"name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\\\S"}, '
 '"enabled": {"type": ["boolean", "null"]}, '
 '"throttle_sec": {"type": "integer", "minimum": 0, "maximum": 604800}, '
 '"filters": {"type": ["object", "null"], "additionalProperties": false, "properties": {'

@@ -14,9 +14,18 @@ as $$
 declare
     items jsonb;
 begin
+    perform internal.alert_subject_required();
     if "limit" is null or "limit" not between 1 and 500 then
         raise sqlstate 'PT400' using message = 'limit must be between 1 and 500',
             detail = '{"field": "limit"}', hint = 'invalid_parameter';
+    end if;
+    if list_alert_deliveries.status not in (
+        'queued', 'sending', 'retrying', 'delivered', 'dead', 'throttled', 'cancelled'
+    ) then
+        raise sqlstate 'PT400' using
+            message = 'status must be one of queued, sending, retrying, delivered, dead,'
+                || ' throttled, cancelled',
+            detail = '{"field": "status"}', hint = 'invalid_parameter';
     end if;
     if "offset" is null or "offset" not between 0 and 100000 then
         raise sqlstate 'PT400' using message = 'offset must be between 0 and 100000',
