@@ -233,3 +233,32 @@ $$;
 
 comment on function internal.queue_test_alert(bigint) is
 'Queues a test delivery (event alert.channel.test) to one of the caller''s channels and returns its id; while one is pending for the channel, returns that one instead. 404 for a channel that is not the caller''s.';
+
+create or replace function internal.prune_alerts(retention interval default null)
+returns bigint
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    keep interval := coalesce(
+        prune_alerts.retention,
+        nullif(current_setting('emberlog.alert_retention', true), '')::interval,
+        interval '30 days'
+    );
+    deleted bigint;
+begin
+    -- Only finished deliveries: one still queued, in flight or retrying stays, however old.
+    delete from data.alert_deliveries as d
+    where d.status in ('delivered', 'dead', 'throttled', 'cancelled')
+        and d.updated_at < clock_timestamp() - keep;
+    get diagnostics deleted = row_count;
+    delete from data.alert_messages as m
+    where m.created_at < clock_timestamp() - keep
+        and not exists (select from data.alert_deliveries as d where d.message_id = m.id);
+    return deleted;
+end
+$$;
+
+comment on function internal.prune_alerts(interval) is
+'Delete finished alert deliveries (delivered, dead, throttled, cancelled) last changed longer ago than retention (default: the emberlog.alert_retention setting, else 30 days) and the messages no delivery uses any more; returns how many deliveries. internal.prune_events calls it (emberlog-api prune-events).';

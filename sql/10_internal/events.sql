@@ -152,8 +152,10 @@ declare
     cutoff bigint;
     deleted bigint;
 begin
-    -- The canonical envelopes (data.event_envelopes) follow the same retention.
+    -- The canonical envelopes (data.event_envelopes) follow the same retention; finished
+    -- alert deliveries their own (internal.prune_alerts).
     perform internal.prune_envelopes(keep);
+    perform internal.prune_alerts();
     -- Number what is queued first: retention applies to every written event.
     perform internal.publish_events();
     -- Delete a prefix of ids (ids become visible in order), so "after id N" stays exact
@@ -172,4 +174,4 @@ end
 $$;
 
 comment on function internal.prune_events(interval) is
-'Delete events older than retention (default: the emberlog.event_retention setting, else 7 days); returns how many of the streams'' log (data.events). The canonical envelopes older than the same retention go too (internal.prune_envelopes). Clients resuming from a deleted id get a reset event. Call it from cron, pg_cron or `emberlog-api prune-events`.';
+'Delete events older than retention (default: the emberlog.event_retention setting, else 7 days); returns how many of the streams'' log (data.events). The canonical envelopes older than the same retention go too (internal.prune_envelopes), and finished alert deliveries past theirs (internal.prune_alerts). Clients resuming from a deleted id get a reset event. Call it from cron, pg_cron or `emberlog-api prune-events`.';

@@ -383,7 +383,8 @@ class psql_login:
         ({"name": "n", "url": "ftp://x.example"}, "url"),
         ({"name": "n", "url": "https://user:pw@x.example/"}, "url"),
         ({"name": "n", "url": "https://x.example", "secret": "mine"}, "secret"),
-        ({"name": " ", "url": "https://x.example"}, "name"),
+        ({"name": "", "url": "https://x.example"}, "name"),
+        ({"name": "n", "url": "https://x.example/a b"}, "url"),
         ({"name": "n", "url": "https://x.example", "kind": "sms"}, "kind"),
     ],
 )
@@ -461,3 +462,20 @@ def test_a_user_has_at_most_20_channels(alice):
     with pytest.raises(psycopg.Error) as refused:
         channel(alice)
     assert refused.value.diag.sqlstate == "PT409"
+
+
+def test_pruning_keeps_what_is_not_finished(db, alice):
+    rule(alice, [channel(alice)["id"]])
+    incident(db, **FIRE)
+    incident(db, **FIRE)
+    with switched(db, None):
+        db.execute(
+            "update data.alert_deliveries set updated_at = now() - interval '31 days',"
+            " status = case when incident_id = 1 then 'delivered' else status end"
+        )
+        db.execute("update data.alert_messages set created_at = now() - interval '31 days'")
+        assert db.execute("select internal.prune_events()").fetchone() == (0,)
+        left = db.execute("select incident_id, status from data.alert_deliveries").fetchall()
+        assert left == [(2, "queued")]  # still to be sent, however old
+        messages = db.execute("select incident_id from data.alert_messages").fetchall()
+        assert messages == [(2,)]

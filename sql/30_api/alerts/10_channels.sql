@@ -12,14 +12,15 @@ begin
     end if;
     name := internal.payload_text(payload, 'name');
     url := internal.payload_text(payload, 'url');
-    if (creating or payload ? 'name') and (name is null or length(trim(name)) not between 1 and 200 or name !~ '[^[:space:]]') then
+    if (creating or payload ? 'name') and (name is null or length(name) not between 1 and 200) then
         perform internal.invalid_field('name', 'must be 1 to 200 characters');
     end if;
     if (creating or payload ? 'url') and (
-        url is null or length(url) > 2000 or url !~* '^https?://[^/?#@\s]+(/\S*)?$'
+        url is null or length(url) > 2000 or url !~ '^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9._:-]+(/[!-~]*)?$'
     ) then
         perform internal.invalid_field(
-            'url', 'must be an http or https URL of at most 2000 characters, without credentials'
+            'url', 'must be an http or https URL of at most 2000 printable ASCII characters'
+            || ' (a host name or address, an optional port; no credentials, no spaces)'
         );
     end if;
     return next;
@@ -84,7 +85,7 @@ begin
             message = 'a user may have at most 20 alert channels', hint = 'limit_reached';
     end if;
     insert into data.alert_channels (user_id, name, url, secret)
-    values (owner_id, trim(given.name), given.url, secret)
+    values (owner_id, given.name, given.url, secret)
     returning id into new_id;
     url := internal.absolute_url(replace(
         internal.route_path('api.get_alert_channel(bigint)'), '{id}', new_id::text
@@ -99,8 +100,8 @@ $$;
 comment on function api.create_alert_channel(jsonb) is
 E'@http POST /api/v1/alert-channels\n'
 '@body {"type": "object", "required": ["name", "url"], "additionalProperties": false, "properties": {'
-'"name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\\\S"}, '
-'"url": {"type": "string", "maxLength": 2000, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\\\\s]+(/\\\\S*)?$", "description": "where the webhooks are POSTed"}, '
+'"name": {"type": "string", "minLength": 1, "maxLength": 200}, '
+'"url": {"type": "string", "maxLength": 2000, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9._:-]+(/[!-~]*)?$", "description": "where the webhooks are POSTed"}, '
 '"kind": {"enum": ["webhook"]}}}\n'
 'Creates a webhook channel. 201 with the channel and its signing secret (whsec_...: shown this once, store it now; the receiver verifies each delivery with it). At most 20 per user.';
 
@@ -115,7 +116,7 @@ declare
 begin
     select * into given from api.alert_channel_values(payload, false);
     update data.alert_channels as c
-    set name = coalesce(trim(given.name), c.name),
+    set name = coalesce(given.name, c.name),
         url = coalesce(given.url, c.url),
         -- a new URL is not verified until a test reaches it
         verified_at = case when given.url is distinct from c.url and given.url is not null then null else c.verified_at end,
@@ -133,8 +134,8 @@ $$;
 comment on function api.update_alert_channel(bigint, jsonb) is
 E'@http PATCH /api/v1/alert-channels/{id}\n'
 '@body {"type": "object", "additionalProperties": false, "properties": {'
-'"name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\\\S"}, '
-'"url": {"type": "string", "maxLength": 2000, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\\\\s]+(/\\\\S*)?$"}, '
+'"name": {"type": "string", "minLength": 1, "maxLength": 200}, '
+'"url": {"type": "string", "maxLength": 2000, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9._:-]+(/[!-~]*)?$"}, '
 '"kind": {"enum": ["webhook"]}}}\n'
 'Renames a channel or changes its URL (a new URL is unverified until a test succeeds). The secret stays.';
 

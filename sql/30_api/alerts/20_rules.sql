@@ -82,8 +82,8 @@ begin
     perform api.alert_check_fields(
         payload, array['name', 'enabled', 'throttle_sec', 'filters', 'alert_channel_ids']
     );
-    name := trim(internal.payload_text(payload, 'name'));
-    if (creating or payload ? 'name') and (name is null or length(name) not between 1 and 200 or name !~ '[^[:space:]]') then
+    name := internal.payload_text(payload, 'name');
+    if (creating or payload ? 'name') and (name is null or length(name) not between 1 and 200) then
         perform internal.invalid_field('name', 'must be 1 to 200 characters');
     end if;
     enabled := internal.payload_boolean(payload, 'enabled');
@@ -196,7 +196,7 @@ $$;
 comment on function api.create_alert_rule(jsonb) is
 E'@http POST /api/v1/alert-rules\n'
 '@body {"type": "object", "required": ["name", "alert_channel_ids"], "additionalProperties": false, "properties": {'
-'"name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\\\S"}, '
+'"name": {"type": "string", "minLength": 1, "maxLength": 200}, '
 '"enabled": {"type": ["boolean", "null"]}, '
 '"throttle_sec": {"type": "integer", "minimum": 0, "maximum": 604800, "description": "after a delivery is queued, matches within this many seconds are recorded as throttled"}, '
 '"filters": {"type": ["object", "null"], "additionalProperties": false, "properties": {'
@@ -256,7 +256,7 @@ $$;
 comment on function api.update_alert_rule(bigint, jsonb) is
 E'@http PATCH /api/v1/alert-rules/{id}\n'
 '@body {"type": "object", "additionalProperties": false, "properties": {'
-'"name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\\\S"}, '
+'"name": {"type": "string", "minLength": 1, "maxLength": 200}, '
 '"enabled": {"type": ["boolean", "null"]}, '
 '"throttle_sec": {"type": "integer", "minimum": 0, "maximum": 604800}, '
 '"filters": {"type": ["object", "null"], "additionalProperties": false, "properties": {'
