@@ -175,6 +175,10 @@ begin
 
     -- Throttled rules: the first match fires when the rule's window has passed (the row
     -- lock orders concurrent incidents: the second sees the first's last_queued_at).
+    perform from data.alert_rules as r
+    where r.id = any(matched_rules) and r.throttle_sec > 0
+    order by r.id
+    for update;  -- in one order, so that two writers matching the same rules cannot deadlock
     with updated as (
         update data.alert_rules as r
         set last_queued_at = now()

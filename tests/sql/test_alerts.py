@@ -479,3 +479,15 @@ def test_pruning_keeps_what_is_not_finished(db, alice):
         assert left == [(2, "queued")]  # still to be sent, however old
         messages = db.execute("select incident_id from data.alert_messages").fetchall()
         assert messages == [(2,)]
+
+
+def test_a_channel_deleted_during_an_attempt_cancels_the_delivery(db, alice):
+    hook = channel(alice)["id"]
+    made = rule(alice, [hook])["id"]
+    incident(db, **FIRE)
+    [(delivery, attempt)] = claim(db)
+    call(alice, "delete_alert_rule", made)
+    call(alice, "delete_alert_channel", hook)
+    failed = {"id": delivery, "attempt": attempt, "ok": False, "error": "HTTP 503"}
+    assert finish(db, [failed]) == [(delivery, "cancelled", 1)]
+    assert claim(db) == []

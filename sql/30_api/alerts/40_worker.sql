@@ -25,8 +25,15 @@ begin
         for update skip locked
     )
     update data.alert_deliveries as d
-    set status = case when d.attempts >= max_attempts then 'dead' else 'retrying' end,
-        next_attempt_at = case when d.attempts < max_attempts then now() end,
+    set status = case
+            when d.kind <> 'system' and d.channel_id is null then 'cancelled'
+            when d.attempts >= max_attempts then 'dead'
+            else 'retrying'
+        end,
+        next_attempt_at = case
+            when (d.kind = 'system' or d.channel_id is not null) and d.attempts < max_attempts
+                then now()
+        end,
         last_error = 'no result recorded: the worker ' || coalesce(d.claimed_by, '?')
             || ' stopped during the attempt (its lease ran out)',
         claimed_by = null, lease_expires_at = null, updated_at = now()
@@ -102,11 +109,14 @@ begin
         update data.alert_deliveries as d
         set status = case
                 when r.ok then 'delivered'
+                -- its channel was deleted during the attempt: nowhere to try again
+                when d.kind <> 'system' and d.channel_id is null then 'cancelled'
                 when coalesce(r.permanent, false) or d.attempts >= max_attempts then 'dead'
                 else 'retrying'
             end,
             next_attempt_at = case
                 when not r.ok and not coalesce(r.permanent, false) and d.attempts < max_attempts
+                    and (d.kind = 'system' or d.channel_id is not null)
                     then now() + internal.alert_backoff(d.attempts, backoff_seconds, max_backoff_seconds)
             end,
             delivered_at = case when r.ok then now() end,
@@ -134,7 +144,7 @@ end
 $$;
 
 comment on function api.finish_alert_deliveries(jsonb, integer, double precision, double precision) is
-'For emberlog-api worker: record attempts, results = [{id, attempt, ok, status_code, error, permanent}]. ok: delivered (a test delivery verifies its channel); else dead when permanent (a refused destination) or after max_attempts, otherwise retrying after internal.alert_backoff. A result for an attempt that is no longer the current one (its lease ran out) changes nothing. Returns each recorded delivery''s new status, attempts and age.';
+'For emberlog-api worker: record attempts, results = [{id, attempt, ok, status_code, error, permanent}]. ok: delivered (a test delivery verifies its channel); else cancelled when its channel was deleted meanwhile, dead when permanent (a refused destination) or after max_attempts, otherwise retrying after internal.alert_backoff. A result for an attempt that is no longer the current one (its lease ran out) changes nothing. Returns each recorded delivery''s new status, attempts and age.';
 
 create function api.set_alert_notifier(base_url text, secret text default null)
 returns text
