@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: help install docs kubectl pgbouncer chromium mosquitto run dev test lint fuzz format migrate routes psql bench bench-sse bench-traffic clean
+.PHONY: help install docs kubectl pgbouncer chromium mosquitto run dev test lint fuzz format migrate routes psql bench bench-sse bench-traffic bench-alerts clean
 
 help:
 	@echo "make run      serve on HOST:PORT (default 127.0.0.1:8080), embedded PostgreSQL unless DATABASE_URL"
@@ -18,6 +18,7 @@ help:
 	@echo "make bench    HTTP benchmark (wrk): scenarios, reference handler, pgbench, growth to 1M rows"
 	@echo "make bench-sse  SSE fan-out benchmark: N=100,1000,10000 clients on one process"
 	@echo "make bench-traffic  MQTT -> bridge -> SSE latency, bridge throughput (also in make bench)"
+	@echo "make bench-alerts   alert rules' cost per incident, the worker's webhooks/s (also in make bench)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required" if sys.version_info < (3, 11) else 0)'
@@ -106,10 +107,16 @@ fuzz: install
 bench: install mosquitto
 	$(BIN)/python ops/bench/api.py $(BENCH_ARGS)
 	$(BIN)/python ops/bench/traffic.py $(BENCH_TRAFFIC_ARGS)
+	$(BIN)/python ops/bench/alerts.py $(BENCH_ALERTS_ARGS)
 
 # The traffic monitor alone: MQTT publish -> SSE latency, the bridge's throughput.
 bench-traffic: install mosquitto
 	$(BIN)/python ops/bench/traffic.py $(BENCH_TRAFFIC_ARGS)
+
+# Alerts alone: 1,000 rules' cost per incident, the worker's webhooks/s, commit -> webhook.
+# BENCH_ALERTS_ARGS="--scenarios throughput --concurrency 16,32,64 --profile" (--help).
+bench-alerts: install
+	$(BIN)/python ops/bench/alerts.py $(BENCH_ALERTS_ARGS)
 
 bench-sse: install
 	$(BIN)/python ops/bench/sse.py $(BENCH_SSE_ARGS)
