@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from . import service
 from .records import Result
@@ -28,8 +29,10 @@ FINISH_MARGIN_SECONDS = 2.0
 
 
 class Recorder:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, retry_due: Callable[[float], None]) -> None:
+        """retry_due(seconds) is told when a failed delivery is due again."""
         self.store = store
+        self.retry_due = retry_due
         self.pending: list[Result] = []
         self.closing = False  # set once nothing more will be added: run() ends when empty
         self._arrived = asyncio.Event()
@@ -69,7 +72,7 @@ class Recorder:
                 log.warning("delivery %s attempt %d: result not recorded, its lease ran out",
                             result.id, result.attempt)  # fmt: skip
                 service.DELIVERIES.labels("stale").inc()
-        outcomes: dict[str, str] = {}
+        outcomes: dict[str, tuple[str, float | None]] = {}
         if live:
             try:
                 outcomes = await self.store.finish(live)
@@ -78,8 +81,10 @@ class Recorder:
                 return False
         del self.pending[: len(batch)]
         for result in live:
-            outcome = outcomes.get(result.id, "stale")
+            outcome, due_in = outcomes.get(result.id, ("stale", None))
             service.DELIVERIES.labels(outcome).inc()
+            if due_in is not None:
+                self.retry_due(due_in)
             if outcome != "delivered":
                 line = log.info if outcome == "failed" else log.warning
                 line("delivery %s attempt %d %s: %s", result.id, result.attempt,

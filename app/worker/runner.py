@@ -38,11 +38,24 @@ class Worker:
         self.name = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
         self.store = Store(settings)
         self.sender = Sender(settings)
-        self.recorder = Recorder(self.store)
+        self.recorder = Recorder(self.store, self.wake_in)
         self.wake = asyncio.Event()
+        self._alarm: asyncio.TimerHandle | None = None  # the next retry coming due
         self.listener = Listener(settings, self.wake)
         self.in_flight: set[asyncio.Task] = set()
         self._slot_freed = asyncio.Event()
+
+    def wake_in(self, seconds: float) -> None:
+        """Claim again when a retry comes due (sooner than the next poll): one alarm, for
+        the earliest retry known."""
+        loop = asyncio.get_running_loop()
+        when = loop.time() + max(seconds, 0.0)
+        alarm = self._alarm
+        spent = alarm is None or alarm.cancelled() or alarm.when() <= loop.time()
+        if spent or when < alarm.when():
+            if alarm is not None:
+                alarm.cancel()
+            self._alarm = loop.call_at(when, self.wake.set)
 
     def ready(self) -> dict[str, bool]:
         return {"database": self.store.connected, "listen": self.listener.connected}

@@ -32,7 +32,7 @@ CLAIM = (
     " from api.claim_alert_deliveries(%s::text, %s::int, %s::float8, %s::int)"
 )
 FINISH = (
-    "select id::text, status"
+    "select id::text, status, due_in_seconds"
     " from api.finish_alert_deliveries(%s::jsonb, %s::int, %s::float8, %s::float8)"
 )
 NOTIFIER = "select api.set_alert_notifier(%s::text, %s::text)"
@@ -89,9 +89,10 @@ class Store:
         rows = await self._call(CLAIM, params)
         return [Delivery(*row, deadline=deadline) for row in rows]
 
-    async def finish(self, results: list[Result]) -> dict[str, str]:
-        """Record results; each recorded one's outcome (delivered, failed, dead) by id.
-        A result missing from the answer was stale: its attempt is no longer current."""
+    async def finish(self, results: list[Result]) -> dict[str, tuple[str, float | None]]:
+        """Record results; each recorded one's outcome (delivered, failed, dead,
+        cancelled) by id, and for a failed one in how many seconds it is due again. A
+        result missing from the answer was stale: its attempt is no longer current."""
         s = self.settings
         params = (
             Jsonb([r.as_json() for r in results]),
@@ -100,7 +101,7 @@ class Store:
             s.webhook_max_backoff_seconds,
         )
         rows = await self._call(FINISH, params)
-        return {id_: OUTCOMES.get(status, status) for id_, status in rows}
+        return {id_: (OUTCOMES.get(status, status), due_in) for id_, status, due_in in rows}
 
     async def refresh_gauges(self) -> None:
         rows = await self._call(QUEUE, ())

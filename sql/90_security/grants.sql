@@ -66,8 +66,8 @@ to emberlog_authenticator;
 
 -- Signed-in users (emberlog_user: a token's sub; psql logins granted the role): their
 -- alerts. It inherits emberlog_anon's reads (migrations/0010). The alert routes run as
--- the caller, so that row-level security (sql/20_auth/alerts.sql) binds them: unlike the
--- other web roles, this one is granted the alert tables themselves, column by column
+-- the caller, so that row-level security (sql/90_security/alert_policies.sql) binds
+-- them: unlike the other web roles, this one is granted the alert tables themselves, column by column
 -- (never a channel's secret), and the internal functions those routes call.
 grant usage on schema data, internal to emberlog_user;
 grant select (id, user_id, kind, name, url, verified_at, created_at, updated_at),

@@ -1,7 +1,7 @@
 -- Alerts: a user's webhook channels, alert rules and deliveries (views for psql users,
 -- functions for the routes). Every function here runs as its caller (security invoker),
--- so the row-level security of the data.alert_* tables (sql/20_auth/alerts.sql) decides
--- which rows it sees and writes: another user's row is simply not there (404). Writes
+-- so the row-level security of the data.alert_* tables
+-- (sql/90_security/alert_policies.sql) decides which rows it sees and writes: another user's row is simply not there (404). Writes
 -- that need rows no user may touch go through the few security definer functions of
 -- internal (alert_user, queue_test_alert). Matching: sql/20_triggers/10_incidents.sql.
 

@@ -90,7 +90,10 @@ create function api.finish_alert_deliveries(
     backoff_seconds double precision,
     max_backoff_seconds double precision
 )
-returns table (id uuid, status text, attempts integer, latency_seconds double precision)
+returns table (
+    id uuid, status text, attempts integer, latency_seconds double precision,
+    due_in_seconds double precision
+)
 language plpgsql
 volatile
 security definer
@@ -129,7 +132,7 @@ begin
         -- Only the attempt this worker claimed: when its lease ran out and another
         -- worker claimed the delivery again, this result is too late and changes nothing.
         where d.id = r.id and d.status = 'sending' and d.attempts = r.attempt
-        returning d.id, d.status, d.attempts, d.kind, d.channel_id, d.created_at
+        returning d.id, d.status, d.attempts, d.kind, d.channel_id, d.created_at, d.next_attempt_at
     ),
     verified as (
         update data.alert_channels as c
@@ -138,13 +141,14 @@ begin
         where f.kind = 'test' and f.status = 'delivered' and c.id = f.channel_id
     )
     select f.id, f.status, f.attempts,
-        extract(epoch from clock_timestamp() - f.created_at)::double precision
+        extract(epoch from clock_timestamp() - f.created_at)::double precision,
+        extract(epoch from f.next_attempt_at - now())::double precision
     from finished as f;
 end
 $$;
 
 comment on function api.finish_alert_deliveries(jsonb, integer, double precision, double precision) is
-'For emberlog-api worker: record attempts, results = [{id, attempt, ok, status_code, error, permanent}]. ok: delivered (a test delivery verifies its channel); else cancelled when its channel was deleted meanwhile, dead when permanent (a refused destination) or after max_attempts, otherwise retrying after internal.alert_backoff. A result for an attempt that is no longer the current one (its lease ran out) changes nothing. Returns each recorded delivery''s new status, attempts and age.';
+'For emberlog-api worker: record attempts, results = [{id, attempt, ok, status_code, error, permanent}]. ok: delivered (a test delivery verifies its channel); else cancelled when its channel was deleted meanwhile, dead when permanent (a refused destination) or after max_attempts, otherwise retrying after internal.alert_backoff. A result for an attempt that is no longer the current one (its lease ran out) changes nothing. Returns each recorded delivery''s new status, attempts, age and, when retrying, in how many seconds it is due (the worker wakes then).';
 
 create function api.set_alert_notifier(base_url text, secret text default null)
 returns text

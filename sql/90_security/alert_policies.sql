@@ -1,7 +1,9 @@
 -- Row-level security on the alert tables (migrations/0010 enables it): a user reads and
 -- writes only their own rows, over HTTP (the token's sub) and in psql (the login) alike;
 -- internal.alert_user_id() says who that is. Re-created on every deploy, in its
--- transaction. Matching and the worker run as the owner, which the policies do not bind.
+-- transaction, after the triggers: the deploy locks tables in the order writers do
+-- (data.incidents, then the alert tables its trigger writes), so neither can deadlock the
+-- other. Matching and the worker run as the owner, which the policies do not bind.
 
 drop policy if exists own_rows on data.alert_channels;
 create policy own_rows on data.alert_channels
