@@ -14,10 +14,10 @@ import asyncio
 import contextlib
 import json
 import logging
-import signal
 import zlib
 from typing import Any
 
+from ..background import run_until_signalled
 from ..settings import Settings
 from . import service
 from .sink import BatchFailed, Sink
@@ -194,12 +194,4 @@ def _count(message: Received, body: Any, result: dict[str, Any]) -> None:
 
 def run(settings: Settings) -> int:
     """``emberlog-api mqtt-bridge``: until SIGTERM or SIGINT."""
-
-    async def main() -> int:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        return await Bridge(settings).run(stop)
-
-    return asyncio.run(main())
+    return run_until_signalled(lambda stop: Bridge(settings).run(stop))

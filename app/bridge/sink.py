@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.types.json import Jsonb
 
-from ..database.connections import connect_kwargs, prepare_connection
+from ..database.connections import connect_service
 from ..settings import Settings
 from . import service
 
@@ -30,9 +30,6 @@ MAX_BACKOFF_SECONDS = 30.0
 # SQLSTATE classes an error of the messages themselves raises (data exception,
 # integrity constraint, program limit): the batch is then tried message by message.
 MESSAGE_ERRORS = ("22", "23", "54")
-# A connection that silently died (a half-open socket) is noticed within about a minute.
-KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
-              "keepalives_count": 3}  # fmt: skip
 T = TypeVar("T")
 
 
@@ -83,15 +80,7 @@ class Sink:
     async def _connection(self) -> psycopg.AsyncConnection:
         if self._conn is None or self._conn.closed or self._conn.broken:
             self._conn = None
-            conn = await psycopg.AsyncConnection.connect(
-                self.settings.database_url, **connect_kwargs(self.settings), **KEEPALIVES
-            )
-            try:
-                await prepare_connection(conn, self.settings)
-            except BaseException:
-                await conn.close()
-                raise
-            self._conn = conn
+            self._conn = await connect_service(self.settings)
             self._set_connected(True)
         return self._conn
 

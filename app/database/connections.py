@@ -25,6 +25,26 @@ def connect_kwargs(settings: Settings | None = None) -> dict[str, Any]:
     return kwargs
 
 
+# A background command's connection that silently died (a half-open socket) is noticed
+# within about a minute.
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+              "keepalives_count": 3}  # fmt: skip
+
+
+async def connect_service(settings: Settings, url: str | None = None) -> psycopg.AsyncConnection:
+    """A connection of a background command (mqtt-bridge, worker): DATABASE_URL (or url),
+    TCP keepalives, prepared as the app's are; closed again if preparing it fails."""
+    target = url or settings.database_url
+    assert target, "DATABASE_URL is needed"
+    conn = await psycopg.AsyncConnection.connect(target, **connect_kwargs(settings), **KEEPALIVES)
+    try:
+        await prepare_connection(conn, settings)
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
+
+
 async def prepare_connection(conn: psycopg.AsyncConnection, settings: Settings) -> None:
     """Once per new connection: read naive times in NAIVE_TIMEZONE, set DB_SETTINGS (the
     deployment's values SQL reads with current_setting), and, only when the login is

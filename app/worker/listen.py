@@ -13,10 +13,10 @@ import logging
 
 import psycopg
 
-from ..database.connections import connect_kwargs, prepare_connection
+from ..database.connections import connect_service
 from ..settings import Settings
 from . import service
-from .store import KEEPALIVES, Backoff
+from .store import Backoff
 
 log = logging.getLogger("emberlog.worker")
 
@@ -48,11 +48,8 @@ class Listener:
     async def _listen(self, backoff: Backoff) -> None:
         url = self.settings.listen_database_url or self.settings.database_url
         assert url
-        conn = await psycopg.AsyncConnection.connect(
-            url, **connect_kwargs(self.settings), **KEEPALIVES
-        )
+        conn = await connect_service(self.settings, url)
         try:
-            await prepare_connection(conn, self.settings)
             await conn.execute(f"listen {CHANNEL}")
             self._set_connected(True)
             backoff.reset()

@@ -15,10 +15,10 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import socket
 from collections.abc import Awaitable, Callable
 
+from ..background import run_until_signalled
 from ..settings import Settings
 from . import service
 from .listen import Listener
@@ -184,12 +184,4 @@ async def _first(*events: asyncio.Event, timeout: float | None = None) -> None:
 
 def run(settings: Settings) -> int:
     """``emberlog-api worker``: until SIGTERM or SIGINT."""
-
-    async def main() -> int:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        return await Worker(settings).run(stop)
-
-    return asyncio.run(main())
+    return run_until_signalled(lambda stop: Worker(settings).run(stop))

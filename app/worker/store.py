@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.types.json import Jsonb
 
-from ..database.connections import connect_kwargs, prepare_connection
+from ..database.connections import connect_service
 from ..settings import Settings
 from . import service
 from .records import Delivery, Result
@@ -37,9 +37,6 @@ FINISH = (
 )
 NOTIFIER = "select api.set_alert_notifier(%s::text, %s::text)"
 QUEUE = "select status, deliveries, coalesce(oldest_due_seconds, 0) from api.alert_queue()"
-# A connection that silently died (a half-open socket) is noticed within about a minute.
-KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
-              "keepalives_count": 3}  # fmt: skip
 # The local lease deadline is kept this much short of the database's (clock rates differ).
 LEASE_SAFETY_SECONDS = 1.0
 OUTCOMES = {"delivered": "delivered", "retrying": "failed", "dead": "dead"}
@@ -141,15 +138,7 @@ class Store:
     async def _connection(self) -> psycopg.AsyncConnection:
         if self._conn is None or self._conn.closed or self._conn.broken:
             self._conn = None
-            conn = await psycopg.AsyncConnection.connect(
-                self.settings.database_url, **connect_kwargs(self.settings), **KEEPALIVES
-            )
-            try:
-                await prepare_connection(conn, self.settings)
-            except BaseException:
-                await conn.close()
-                raise
-            self._conn = conn
+            self._conn = await connect_service(self.settings)
             self._set_connected(True)
         return self._conn
 

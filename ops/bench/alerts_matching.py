@@ -20,7 +20,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from ops.bench.alerts_stack import (
     CREATE_INCIDENT,
     DISCARD,
-    as_user,
     create_channels,
     create_rules,
     incident_body,
@@ -29,6 +28,7 @@ from ops.bench.alerts_stack import (
 )
 from ops.bench.sse import percentile
 from ops.local import LocalServer
+from tests.alerts import as_user
 
 SETS = {"none": "false", "mix": "r.name like 'mix-%%'", "all": "r.name like 'all-%%'"}
 

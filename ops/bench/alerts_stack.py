@@ -4,14 +4,12 @@ as processes of their own."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,18 +85,6 @@ def rule_filters(rng: random.Random, local: bool, k: int) -> dict[str, Any]:
          "keywords": rng.choice(KEYWORDS)},
     ]  # fmt: skip
     return kinds[k % len(kinds)]
-
-
-@contextlib.contextmanager
-def as_user(conn: psycopg.Connection, sub: str) -> Iterator[psycopg.Connection]:
-    """The owner's session as a signed-in user, as tests/alerts.py's as_user."""
-    conn.execute("set role emberlog_user")
-    conn.execute("select set_config('request.jwt.claims', %s, false)", (json.dumps({"sub": sub}),))
-    try:
-        yield conn
-    finally:
-        conn.execute("reset role")
-        conn.execute("reset request.jwt.claims")
 
 
 def create_channels(conn: psycopg.Connection, urls: list[str]) -> list[int]:

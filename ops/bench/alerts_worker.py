@@ -18,7 +18,6 @@ from ops.bench.alerts_stack import (
     CREATE_INCIDENT,
     Receiver,
     Worker,
-    as_user,
     create_channels,
     create_rules,
     delivered,
@@ -28,6 +27,7 @@ from ops.bench.alerts_stack import (
 from ops.bench.sse import percentile
 from ops.bench.traffic_stack import cpu_of, postgres_pids
 from ops.local import LocalServer
+from tests.alerts import as_user
 
 CREATE_MANY = "select count(api.create_incident(b)) from jsonb_array_elements(%s::jsonb) as b"
 
