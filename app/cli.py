@@ -167,8 +167,16 @@ def cmd_verify_webhook(settings: Settings, args: argparse.Namespace) -> int:
     if args.headers_file:
         lines += Path(args.headers_file).read_text().splitlines()
     body = Path(args.body_file).read_bytes() if args.body_file else sys.stdin.buffer.read()
+    secret = (
+        Path(args.secret_file).read_text().strip()
+        if args.secret_file
+        else os.environ.get("WEBHOOK_SECRET", "")
+    )
+    if not secret:
+        print("give the secret: --secret-file F, or WEBHOOK_SECRET in the environment")
+        return 2
     try:
-        msg_id = verify.verify(args.secret, verify.header_lines(lines), body, args.tolerance)
+        msg_id = verify.verify(secret, verify.header_lines(lines), body, args.tolerance)
     except verify.Invalid as exc:
         print(f"invalid: {exc}")
         return 1
@@ -228,7 +236,11 @@ def parser() -> argparse.ArgumentParser:
     check = sub.add_parser(
         "verify-webhook", help="check a captured webhook's signature (Standard Webhooks)"
     )
-    check.add_argument("--secret", required=True, help="the channel's secret, whsec_...")
+    check.add_argument(
+        "--secret-file", metavar="F",
+        help="a file holding the channel's secret, whsec_... (default: the WEBHOOK_SECRET"
+        " environment variable; never on the command line, where ps would show it)",
+    )  # fmt: skip
     check.add_argument("--headers-file", metavar="F", help="the request's headers, Name: value")
     check.add_argument(
         "--header", action="append", default=[], metavar="'NAME: VALUE'", help="one header"

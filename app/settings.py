@@ -413,6 +413,11 @@ class Settings:
         "The whole webhook request (connect, send, answer). A claim's lease is this plus"
         " 10 s, so an attempt always ends before another worker may take it over.",
     )  # fmt: skip
+    webhook_user_in_flight: int = setting(
+        8, "WEBHOOK_USER_IN_FLIGHT", parse.integer(1, 1000), WORKER,
+        "At most this many of one user's webhooks in flight at once, over all workers: one"
+        " user's many or slow receivers cannot hold everyone else's alerts back.",
+    )  # fmt: skip
     webhook_max_attempts: int = setting(
         8, "WEBHOOK_MAX_ATTEMPTS", parse.integer(1, 100), WORKER,
         "Attempts before a delivery is dead.",
@@ -434,8 +439,9 @@ class Settings:
     notifier_base_url: str | None = setting(
         None, "NOTIFIER_BASE_URL", parse.public_url, WORKER,
         "Upstream's notifier: every incident is also POSTed to"
-        " <base>/api/v1/events/new_incident. Unset: no longer (the worker says so to the"
-        " database at start).",
+        " <base>/api/v1/events/new_incident (the worker records it in the database at"
+        " start). Unset: left as the database has it (a DBA removes it with select"
+        " api.set_alert_notifier(null)), so one worker's missing setting cannot turn it off.",
     )  # fmt: skip
     notifier_secret: str | None = setting(
         None, "NOTIFIER_SECRET", parse.text, WORKER,

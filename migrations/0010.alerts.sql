@@ -129,7 +129,7 @@ create table data.alert_messages (
 );
 
 comment on table data.alert_messages is
-'What deliveries send: the canonical envelope (dispatch.incident.created, as api.event_json gives it) of each incident that queued a delivery, stored once per incident when matched so that a delivery sends the same bytes on every attempt, whatever is pruned or changed later; test deliveries have their own (incident_id null).';
+'What deliveries send: the canonical envelope (dispatch.incident.created) of each incident that queued a delivery, its columns as data.event_envelopes holds them (the claim renders it as every route does), stored once per incident when matched so that a delivery sends the same bytes on every attempt, whatever is pruned or changed later; test deliveries have their own (incident_id null).';
 
 create table data.alert_system_destinations (
     name text primary key,  -- noqa: RF04
@@ -194,6 +194,8 @@ where status = 'sending';
 -- A user's deliveries, newest first.
 create index alert_deliveries_user_newest on data.alert_deliveries (user_id, created_at desc);
 create index alert_deliveries_channel on data.alert_deliveries (channel_id);
+-- Pruning a message checks that no delivery still uses it.
+create index alert_deliveries_message on data.alert_deliveries (message_id);
 create index alert_deliveries_rule on data.alert_deliveries (rule_id);
 
 alter table data.alert_deliveries set (

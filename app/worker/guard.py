@@ -35,8 +35,12 @@ class Guard:
         self.allowed_networks = allowed_networks
 
     def allows(self, address: Address) -> bool:
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+        if isinstance(address, ipaddress.IPv6Address):
+            # An IPv4 address inside IPv6 is judged as itself: ::ffff:127.0.0.1 (mapped),
+            # 2002:7f00:1:: (6to4), Teredo's client.
+            inner = address.ipv4_mapped or address.sixtofour or (address.teredo or (None,))[-1]
+            if inner is not None and not within(address, self.allowed_networks):
+                return self.allows(inner)
         if within(address, self.allowed_networks):
             return True
         return address.is_global and not (

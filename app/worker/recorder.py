@@ -6,19 +6,22 @@ transactions, and a slow one never holds the others' results back.
 While the database is away, results wait and are tried again with backoff, but only until
 their lease would run out: after that another worker may have claimed the delivery again,
 so a result kept that long is dropped (counted stale) and the delivery is retried after
-its lease, as though this worker had died.
+its lease, as though this worker had died. A batch the database refuses (a data error:
+trying it again cannot help) is recorded one result at a time, so that one bad result
+cannot hold the others back; one that is refused on its own is dropped the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 
 from . import service
 from .records import Result
-from .store import Backoff, Store, Unavailable
+from .store import Backoff, Refused, Store, Unavailable
 
 log = logging.getLogger("emberlog.worker")
 
@@ -62,6 +65,20 @@ class Recorder:
             else:
                 await asyncio.sleep(backoff.next())
 
+    async def _finish(self, results: list[Result]) -> dict[str, tuple[str, float | None]]:
+        """finish(results); when the database refuses the batch, each result on its own
+        (what is refused alone is left out: stale, retried after its lease)."""
+        try:
+            return await self.store.finish(results)
+        except Refused:
+            if len(results) == 1:
+                return {}
+        outcomes: dict[str, tuple[str, float | None]] = {}
+        for result in results:
+            with contextlib.suppress(Refused):
+                outcomes.update(await self.store.finish([result]))
+        return outcomes
+
     async def _flush(self) -> bool:
         """Record the oldest batch; False when the database could not be reached."""
         batch = self.pending[:BATCH_SIZE]
@@ -75,7 +92,7 @@ class Recorder:
         outcomes: dict[str, tuple[str, float | None]] = {}
         if live:
             try:
-                outcomes = await self.store.finish(live)
+                outcomes = await self._finish(live)
             except Unavailable:
                 self.pending[: len(batch)] = live  # the stale ones go, the live ones wait
                 return False

@@ -3,8 +3,18 @@ attempt at it (what ``api.finish_alert_deliveries`` records)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
+
+# What an error text may not hold: control characters (a receiver's gzip or binary body
+# has NULs, which PostgreSQL's text and jsonb refuse), lone surrogates.
+UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def printable(text: str | None) -> str | None:
+    """An error text safe to store and to show: control characters become U+FFFD."""
+    return None if text is None else UNPRINTABLE.sub("\ufffd", text)
 
 
 @dataclass(frozen=True)
@@ -36,7 +46,9 @@ class Result:
     deadline: float
 
     def as_json(self) -> dict[str, Any]:
-        """The element of finish's results array."""
+        """The element of finish's results array (the error text made printable: one
+        receiver's odd answer must not make the batch it is recorded in fail)."""
         fields = asdict(self)
         del fields["deadline"]
+        fields["error"] = printable(self.error)
         return fields

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import os
 import socket
@@ -30,6 +31,7 @@ from .store import Backoff, Store, Unavailable
 log = logging.getLogger("emberlog.worker")
 
 FINAL_FLUSH_SECONDS = 5.0  # after the drain: time to record the last results
+MAX_DUES = 10_000  # retry due times kept for their alarm
 
 
 class Worker:
@@ -40,22 +42,37 @@ class Worker:
         self.sender = Sender(settings)
         self.recorder = Recorder(self.store, self.wake_in)
         self.wake = asyncio.Event()
-        self._alarm: asyncio.TimerHandle | None = None  # the next retry coming due
+        self._dues: list[float] = []  # when retries come due (loop time), a heap
+        self._alarm: asyncio.TimerHandle | None = None  # set for the earliest of them
         self.listener = Listener(settings, self.wake)
         self.in_flight: set[asyncio.Task] = set()
         self._slot_freed = asyncio.Event()
 
     def wake_in(self, seconds: float) -> None:
-        """Claim again when a retry comes due (sooner than the next poll): one alarm, for
-        the earliest retry known."""
+        """Claim again when a failed delivery comes due (sooner than the next poll). Due
+        times wait in a heap, one alarm set for the earliest; at most MAX_DUES of them
+        (beyond, the poll finds the rest)."""
         loop = asyncio.get_running_loop()
-        when = loop.time() + max(seconds, 0.0)
-        alarm = self._alarm
-        spent = alarm is None or alarm.cancelled() or alarm.when() <= loop.time()
-        if spent or when < alarm.when():
-            if alarm is not None:
-                alarm.cancel()
-            self._alarm = loop.call_at(when, self.wake.set)
+        if len(self._dues) < MAX_DUES:
+            heapq.heappush(self._dues, loop.time() + max(seconds, 0.0))
+        self._set_alarm(loop)
+
+    def _set_alarm(self, loop: asyncio.AbstractEventLoop) -> None:
+        while self._dues and self._dues[0] <= loop.time():
+            heapq.heappop(self._dues)
+            self.wake.set()
+        if not self._dues:
+            return
+        earliest = self._dues[0]
+        if self._alarm is not None:
+            if self._alarm.when() <= earliest and not self._alarm.cancelled():
+                return
+            self._alarm.cancel()
+        self._alarm = loop.call_at(earliest, self._alarm_rang, loop)
+
+    def _alarm_rang(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._alarm = None
+        self._set_alarm(loop)
 
     def ready(self) -> dict[str, bool]:
         return {"database": self.store.connected, "listen": self.listener.connected}
@@ -153,8 +170,13 @@ class Worker:
         self.recorder.add(result)
 
     async def _set_notifier(self) -> None:
+        if self.settings.notifier_base_url is None:
+            log.info(
+                "NOTIFIER_BASE_URL unset: the system destination is left as the database has it"
+            )
+            return
         url = await self.store.set_notifier()
-        log.info("notifier destination: %s", url or "none (NOTIFIER_BASE_URL unset)")
+        log.info("notifier destination: %s", url)
 
     async def _retrying(self, stop: asyncio.Event, call: Callable[[], Awaitable[None]]) -> None:
         backoff = Backoff()

@@ -16,6 +16,7 @@ at most ERROR_BODY_BYTES of the answer read (for the error text), nothing decomp
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ from .records import Delivery, Result
 ERROR_BODY_BYTES = 4096
 ERROR_TEXT_CHARS = 200
 USER_AGENT = "emberlog-api-worker"
+log = logging.getLogger("emberlog.worker")
 
 
 def signature(secret: str, msg_id: str, timestamp: int, body: str) -> str:
@@ -94,6 +96,9 @@ class Sender:
             error, permanent = f"invalid URL: {exc}"[:ERROR_TEXT_CHARS], True
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}"[:ERROR_TEXT_CHARS]
+        except Exception as exc:  # anything else is still a result, never a lost attempt
+            log.exception("delivery %s: unexpected error", delivery.id)
+            error = f"internal error: {type(exc).__name__}"
         result = Result(delivery.id, delivery.attempt, ok, status, error, permanent,
                         delivery.deadline)  # fmt: skip
         return result, time.monotonic() - started

@@ -29,7 +29,7 @@ log = logging.getLogger("emberlog.worker")
 SET_ROLE = "select pg_catalog.set_config('role', %s, true)"
 CLAIM = (
     "select id::text, attempt, url, secret, body"
-    " from api.claim_alert_deliveries(%s::text, %s::int, %s::float8, %s::int)"
+    " from api.claim_alert_deliveries(%s::text, %s::int, %s::float8, %s::int, %s::int)"
 )
 FINISH = (
     "select id::text, status, due_in_seconds"
@@ -45,6 +45,14 @@ T = TypeVar("T")
 
 class Unavailable(Exception):
     """The call failed for the database's sake (logged); try again after a backoff."""
+
+
+class Refused(Exception):
+    """The database refused what was sent (a data error, SQLSTATE class 22 or 23): the
+    same call again would fail again."""
+
+
+DATA_ERRORS = ("22", "23")
 
 
 class Backoff:
@@ -82,7 +90,8 @@ class Store:
         """Up to count due deliveries, leased to this worker."""
         s = self.settings
         deadline = time.monotonic() + self.lease_seconds - LEASE_SAFETY_SECONDS
-        params = (worker, count, self.lease_seconds, s.webhook_max_attempts)
+        params = (worker, count, self.lease_seconds, s.webhook_max_attempts,
+                  s.webhook_user_in_flight)  # fmt: skip
         rows = await self._call(CLAIM, params)
         return [Delivery(*row, deadline=deadline) for row in rows]
 
@@ -127,6 +136,10 @@ class Store:
         try:
             return await work(await self._connection())
         except psycopg.Error as exc:
+            alive = self._conn is not None and not self._conn.broken and not self._conn.closed
+            if alive and (exc.sqlstate or "")[:2] in DATA_ERRORS:
+                log.error("database refused the call (%s %s)", exc.sqlstate, str(exc).strip())
+                raise Refused(str(exc)) from exc
             if self.connected:
                 service.RECONNECTS.labels("database").inc()
             log.warning("database refused or unavailable (%s %s)",

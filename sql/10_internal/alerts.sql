@@ -95,6 +95,10 @@ begin
     end if;
     perform internal.alert_subject_required();
     if internal.alert_claims_trusted() then
+        if length(internal.jwt_subject()) > 500 then
+            raise sqlstate 'PT403' using
+                message = 'the token''s sub is longer than 500 characters', hint = 'subject_too_long';
+        end if;
         insert into data.alert_users (subject) values (internal.jwt_subject())
         on conflict do nothing;
     else
@@ -206,16 +210,16 @@ begin
     if delivery_id is not null then
         return delivery_id;
     end if;
+    -- An envelope's columns, as data.event_envelopes holds one (not stored there: a test
+    -- is no event of the log).
     insert into data.alert_messages (envelope) values (jsonb_build_object(
         'event_id', gen_random_uuid(),
         'event_type', 'alert.channel.test',
         'schema_version', '1.0.0',
-        'timestamp', internal.iso8601(now()),
-        'received_at', internal.iso8601(now()),
-        'correlation_id', null,
-        'source', jsonb_build_object(
-            'module', 'emberlog-api', 'instance', internal.source_instance(), 'system', null
-        ),
+        'occurred_at', now(),
+        'received_at', now(),
+        'source_module', 'emberlog-api',
+        'source_instance', internal.source_instance(),
         'payload', jsonb_build_object(
             'channel_id', channel_id,
             'message', 'A test delivery from Emberlog: if it arrived and its signature'
@@ -262,3 +266,104 @@ $$;
 
 comment on function internal.prune_alerts(interval) is
 'Delete finished alert deliveries (delivered, dead, throttled, cancelled) last changed longer ago than retention (default: the emberlog.alert_retention setting, else 30 days) and the messages no delivery uses any more; returns how many deliveries. internal.prune_events calls it (emberlog-api prune-events).';
+
+create or replace function internal.new_alert_channel(name text, url text)
+returns table (id bigint, secret text)
+language plpgsql
+volatile
+-- Writes the secret, which no user may write (nor read: it is returned this once).
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+    secret := internal.alert_secret();
+    insert into data.alert_channels as c (user_id, name, url, secret)
+    values (internal.alert_user(), new_alert_channel.name, new_alert_channel.url, secret)
+    returning c.id into id;
+    return next;
+end
+$$;
+
+comment on function internal.new_alert_channel(text, text) is
+'A new webhook channel of the caller''s, its signing secret generated here (internal.alert_secret): the id and the secret, which is never readable again.';
+
+create or replace function internal.cancel_alert_deliveries(
+    rule_id bigint, channel_id bigint, reason text
+)
+returns integer
+language plpgsql
+volatile
+-- Changes delivery states, which no user may write directly; the caller's rows only.
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    cancelled integer;
+begin
+    update data.alert_deliveries as d
+    set status = 'cancelled', next_attempt_at = null, last_error = reason, updated_at = now()
+    where (d.rule_id = cancel_alert_deliveries.rule_id
+        or d.channel_id = cancel_alert_deliveries.channel_id)
+        and d.user_id = internal.alert_user_id()
+        and d.status in ('queued', 'retrying');
+    get diagnostics cancelled = row_count;
+    return cancelled;
+end
+$$;
+
+comment on function internal.cancel_alert_deliveries(bigint, bigint, text) is
+'Cancels the caller''s deliveries not yet sent of a rule or a channel (being deleted), giving the reason as their last_error; how many.';
+
+create or replace function internal.retry_alert_delivery(id uuid)
+returns void
+language plpgsql
+volatile
+-- Changes a delivery's state, which no user may write directly; the caller's rows only.
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    current_status text;
+begin
+    select d.status into current_status from data.alert_deliveries as d
+    where d.id = retry_alert_delivery.id and d.user_id = internal.alert_user_id()
+    for update;
+    if current_status is null then
+        raise sqlstate 'PT404' using
+            message = 'alert delivery ' || id || ' not found', hint = 'not_found';
+    elsif current_status <> 'dead' then
+        raise sqlstate 'PT409' using
+            message = 'only a dead delivery can be retried (this one is ' || current_status || ')',
+            hint = 'not_dead';
+    end if;
+    update data.alert_deliveries as d
+    set status = 'queued', attempts = 0, next_attempt_at = now(), updated_at = now()
+    where d.id = retry_alert_delivery.id;
+    perform pg_catalog.pg_notify(internal.alerts_channel(), '');
+end
+$$;
+
+comment on function internal.retry_alert_delivery(uuid) is
+'Queues one of the caller''s dead deliveries again (attempts start over): 404 when it is not theirs, 409 not_dead for any other status.';
+
+create or replace function internal.alert_limits()
+returns table (channels integer, rules integer, rule_channels integer)
+language sql
+immutable
+parallel safe
+as $$
+    select 20, 100, 100
+$$;
+
+comment on function internal.alert_limits() is
+'What one user may have: channels, rules, and (rule, channel) pairs (each is one delivery per matching incident, so this bounds what one user adds to every incident''s write and to the worker''s queue). Enforced by triggers on the tables, whoever writes.';
+
+create or replace function internal.alert_url_pattern()
+returns text
+language sql
+immutable
+parallel safe
+return '^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?(/[!-~]*)?$';
+
+comment on function internal.alert_url_pattern() is
+'What a webhook URL may be: http(s), a host name or IPv4 address, an optional port, a path of printable ASCII (no credentials, no spaces); the routes'' JSON Schema says the same.';

@@ -161,11 +161,12 @@ begin
         return null;
     end if;
 
-    -- What the deliveries send: each incident's envelope, stored once.
+    -- What the deliveries send: each incident's envelope (its row, as data.event_envelopes
+    -- holds it; the worker's claim renders it as api.event_json does), stored once.
     insert into data.alert_messages (incident_id, envelope)
-    select n.id, api.event_json(e)::jsonb
+    select n.id, to_jsonb(e)
     from new_rows as n
-    inner join api.events as e
+    inner join data.event_envelopes as e
         on
             e.received_at = n.created_at
             and e.event_type = 'dispatch.incident.created'

@@ -67,12 +67,13 @@ to emberlog_authenticator;
 -- Signed-in users (emberlog_user: a token's sub; psql logins granted the role): their
 -- alerts. It inherits emberlog_anon's reads (migrations/0010). The alert routes run as
 -- the caller, so that row-level security (sql/90_security/alert_policies.sql) binds
--- them: unlike the other web roles, this one is granted the alert tables themselves, column by column
--- (never a channel's secret), and the internal functions those routes call.
+-- them: unlike the other web roles, this one is granted the alert tables themselves,
+-- column by column (never a channel's secret, nor a delivery's state: those change only
+-- through internal functions that check the owner), and the internal functions those
+-- routes call.
 grant usage on schema data, internal to emberlog_user;
 grant select (id, user_id, kind, name, url, verified_at, created_at, updated_at),
-insert (user_id, name, url, secret),
-update (name, url, verified_at, updated_at),
+update (name, url),
 delete
 on data.alert_channels to emberlog_user;
 grant select (
@@ -88,8 +89,7 @@ grant select (
     id, kind, user_id, incident_id, rule_id, rule_name, channel_id, status, attempts,
     last_status_code, last_error, last_attempt_at, next_attempt_at, delivered_at,
     created_at, updated_at
-),
-update (status, attempts, next_attempt_at, last_error, updated_at)
+)
 on data.alert_deliveries to emberlog_user;
 grant execute on function
 internal.alert_user_id(),
@@ -97,7 +97,10 @@ internal.alert_user(),
 internal.alert_subject_required(),
 internal.alert_claims_trusted(),
 internal.jwt_subject(),
-internal.alert_secret(),
+internal.new_alert_channel(text, text),
+internal.cancel_alert_deliveries(bigint, bigint, text),
+internal.retry_alert_delivery(uuid),
+internal.alert_url_pattern(),
 internal.alerts_channel(),
 internal.queue_test_alert(bigint),
 internal.invalid_field(text, text),
@@ -139,7 +142,7 @@ to emberlog_user;
 -- emberlog-api worker: claims and records deliveries, nothing else.
 grant usage on schema api to emberlog_worker;
 grant execute on function
-api.claim_alert_deliveries(text, integer, double precision, integer),
+api.claim_alert_deliveries(text, integer, double precision, integer, integer),
 api.finish_alert_deliveries(jsonb, integer, double precision, double precision),
 api.set_alert_notifier(text, text),
 api.alert_queue()

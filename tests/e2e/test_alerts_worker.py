@@ -38,8 +38,9 @@ DELIVERIES = "select id::text, status, attempts, last_error from data.alert_deli
 class Receiver:
     """A webhook receiver in a thread of its own: records every request (path, headers,
     body, when it started and ended) and answers as ``script(nth, request)`` says: a status,
-    or ("sleep", seconds, status), or ("hold", threading.Event, status). nth counts the
-    requests with that webhook-id, from 1. Notes any webhook-id in two requests at once."""
+    or ("sleep", seconds, status), or ("hold", threading.Event, status), or ("body", bytes,
+    status). nth counts the requests with that webhook-id, from 1. Notes any webhook-id in
+    two requests at once."""
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
@@ -93,6 +94,8 @@ class Receiver:
                 while not action[1].is_set():
                     await asyncio.sleep(0.02)
                 action = action[2]
+            if isinstance(action, tuple) and action[0] == "body":
+                return web.Response(status=action[2], body=action[1])
             return web.Response(status=action, text="receiver says no" if action >= 300 else "")
         finally:
             with self._lock:
@@ -359,13 +362,55 @@ def test_the_notifier_gets_every_incident_and_verify_webhook_checks_a_capture(
     )
     body = tmp_path / "body.json"
     body.write_bytes(captured["body"])
-    common = ["--secret", secret, "--headers-file", str(headers)]
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(secret + "\n")
+    common = ["--secret-file", str(secret_file), "--headers-file", str(headers)]
     ok = cli("verify-webhook", *common, "--body-file", str(body))
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert ok.stdout.strip() == f"valid: {captured['headers']['webhook-id']}"
+    from_environment = cli(
+        "verify-webhook", "--headers-file", str(headers), "--body-file", str(body),
+        WEBHOOK_SECRET=secret,
+    )  # fmt: skip
+    assert from_environment.returncode == 0, from_environment.stdout
     body.write_bytes(captured["body"].replace(b"dispatch", b"Dispatch", 1))
     tampered = cli("verify-webhook", *common, "--body-file", str(body))
     assert tampered.returncode == 1 and "no matching signature" in tampered.stdout
-    wrong = cli("verify-webhook", "--secret", "whsec_" + "A" * 44, "--headers-file",
-                str(headers), "--body-file", str(tmp_path / "body.json"))  # fmt: skip
+    wrong = cli("verify-webhook", "--headers-file", str(headers), "--body-file",
+                str(tmp_path / "body.json"), WEBHOOK_SECRET="whsec_" + "A" * 44)  # fmt: skip
     assert wrong.returncode == 1
+
+
+def test_a_receivers_binary_answer_holds_back_no_other_result(db, receiver, workers):
+    """A receiver answering an error with a gzip body (NUL bytes, which PostgreSQL cannot
+    store) gets a readable last_error; the results recorded beside it are recorded."""
+    gzip_body = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03binary"
+
+    def script(nth, request):
+        return ("body", gzip_body, 500) if request["path"] == "/gz" else 204
+
+    receiver.script = script
+    channel(db, receiver.url("/ok"), receiver.url("/gz"))
+    workers(WEBHOOK_BACKOFF_SECONDS="600")
+    incidents(db)
+
+    def recorded():
+        rows = deliveries(db)
+        return rows if sorted(r[1] for r in rows) == ["delivered", "retrying"] else None
+
+    rows = wait_until(recorded, 30, 0.1, what=f"both recorded (now {deliveries(db)})")
+    by_status = {status: (attempts, error) for _, status, attempts, error in rows}
+    assert by_status["delivered"] == (1, None)
+    attempts, error = by_status["retrying"]
+    assert attempts == 1 and error.startswith("HTTP 500: ") and "\x00" not in error
+
+
+def test_every_retry_coming_due_wakes_the_worker(db, receiver, workers):
+    """Several deliveries failing at about the same time: each is tried again when it
+    comes due, with polling effectively off (no alarm is forgotten)."""
+    receiver.script = lambda nth, request: 503 if nth == 1 else 200
+    channel(db, *(receiver.url(f"/hook{n}") for n in range(4)))
+    workers(WORKER_POLL_SECONDS="600")
+    incidents(db, 3)
+    rows = settled(db, 12)
+    assert sorted(attempts for _, _, attempts, _ in rows) == [2] * 12

@@ -202,3 +202,27 @@ async def test_alerts_need_a_signed_in_user(client):
     assert no_sub.json["error"]["code"] == "subject_required"
     # A signed-in user reads what anonymous callers read.
     assert (await client.simulate_get("/api/v1/incidents", headers=ALICE)).status_code == 200
+
+
+async def test_odd_but_valid_values_are_taken_and_odd_tokens_refused(client):
+    hook = (await make_channel(client, ALICE)).json["id"]
+    made = await client.simulate_post(
+        "/api/v1/alert-rules",
+        json={"name": "r", "alert_channel_ids": [hook], "throttle_sec": 10.0},
+        headers=ALICE,
+    )
+    assert made.status_code == 201 and made.json["throttle_sec"] == 10
+    long_sub = await client.simulate_post(
+        "/api/v1/alert-channels",
+        json={"name": "n", "url": "https://hooks.example/"},
+        headers=token("s" * 501),
+    )
+    assert long_sub.status_code == 403
+    assert long_sub.json["error"]["code"] == "subject_too_long"
+    assert "Failing row" not in long_sub.text
+    port = await client.simulate_post(
+        "/api/v1/alert-channels",
+        json={"name": "n", "url": "https://hooks.example:99999/"},
+        headers=ALICE,
+    )
+    assert port.status_code == 422 and port.json["error"]["details"] == {"field": "url"}

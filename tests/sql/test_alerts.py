@@ -297,7 +297,6 @@ def test_a_user_sees_and_changes_only_their_own_rows(db):
         # and the tables themselves show and change nothing of hers
         assert conn.execute("select count(*) from data.alert_rules").fetchone() == (0,)
         assert conn.execute("update data.alert_channels set name = 'x'").rowcount == 0
-        assert conn.execute("update data.alert_deliveries set status = 'dead'").rowcount == 0
         assert pg.denied(conn, "delete from data.alert_deliveries")  # history stays
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("insert into data.alert_rules (user_id, name) values (1, 'sneaky')")
@@ -491,3 +490,127 @@ def test_a_channel_deleted_during_an_attempt_cancels_the_delivery(db, alice):
     failed = {"id": delivery, "attempt": attempt, "ok": False, "error": "HTTP 503"}
     assert finish(db, [failed]) == [(delivery, "cancelled", 1)]
     assert claim(db) == []
+
+
+def test_users_change_states_and_secrets_only_through_the_routes(db, alice):
+    """A delivery's state, a channel's verification and its secret are the server's: a
+    user (a psql login too) may not write them, even on their own rows."""
+    hook = channel(alice)["id"]
+    rule(alice, [hook])
+    incident(db, **FIRE)
+    for statement in [
+        "update data.alert_deliveries set status = 'delivered'",
+        "update data.alert_deliveries set attempts = -1000, next_attempt_at = now()",
+        "update data.alert_channels set verified_at = now()",
+        "insert into data.alert_channels (user_id, name, url, secret)"
+        " select user_id, 'mine', 'https://x.example', 'whsec_' || repeat('A', 44)"
+        " from data.alert_rules",
+    ]:
+        assert pg.denied(alice, statement), statement
+    # renaming or moving one's channel is theirs; a new URL is unverified again
+    with switched(db, None):
+        db.execute("update data.alert_channels set verified_at = now()")
+    alice.execute("update data.alert_channels set url = 'https://hooks.example/b'")
+    assert call(alice, "get_alert_channel", hook)["verified"] is False
+
+
+def test_limits_hold_for_psql_inserts_too(db, database_url):
+    with psql_login(db, database_url) as (conn, _):
+        hook = channel(conn)["id"]
+        user = conn.execute("select user_id from data.alert_channels").fetchone()[0]
+        with pytest.raises(psycopg.Error) as refused:
+            conn.execute(
+                "insert into data.alert_rules (user_id, name)"
+                " select %s, 'r' || n from generate_series(1, 101) as n",
+                (user,),
+            )
+        assert refused.value.diag.sqlstate == "PT409"
+        assert conn.execute("select count(*) from data.alert_rules").fetchone() == (0,)
+        # (rule, channel) pairs too: 100 at most over all of one user's rules
+        made = [rule(conn, [hook], name=f"r{n}")["id"] for n in range(6)]
+        every = [hook, *(channel(conn)["id"] for _ in range(19))]
+        for one in made[:4]:  # 4 rules x 20 channels + 2 x 1 = 82 pairs
+            call(conn, "update_alert_rule", one, json.dumps({"alert_channel_ids": every}))
+        with pytest.raises(psycopg.Error) as refused:  # + 19 = 101
+            call(conn, "update_alert_rule", made[4], json.dumps({"alert_channel_ids": every}))
+        assert refused.value.diag.sqlstate == "PT409"
+
+
+def test_concurrent_creates_cannot_pass_the_limit_together(db, database_url, alice):
+    import concurrent.futures
+
+    for _ in range(18):
+        channel(alice)
+
+    def create(n: int) -> str:
+        with psycopg.connect(database_url, autocommit=True) as conn, as_user(conn, "alice"):
+            try:
+                channel(conn, name=f"racing {n}")
+                return "made"
+            except psycopg.Error as exc:
+                return exc.diag.sqlstate or "?"
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        outcomes = list(pool.map(create, range(6)))
+    assert sorted(outcomes) == ["PT409"] * 4 + ["made"] * 2
+    assert alice.execute("select count(*) from api.alert_channels").fetchone() == (20,)
+
+
+def test_a_channel_deleted_behind_the_routes_back_cancels_its_deliveries(db, alice):
+    hook = channel(alice)["id"]
+    rule(alice, [hook])
+    incident(db, **FIRE)
+    with switched(db, None):
+        db.execute("delete from data.alert_rule_channels")
+        db.execute("delete from data.alert_channels")
+    assert claim(db) == []
+    assert deliveries(db)[0][3] == "cancelled"
+
+
+def test_one_users_many_deliveries_do_not_hold_back_anothers(db):
+    with as_user(db, "noisy") as conn:
+        hooks = [channel(conn)["id"] for _ in range(5)]
+        rule(conn, hooks, name="everything")
+        for n in range(3):
+            rule(conn, hooks, name=f"also {n}")
+    incident(db, **FIRE)  # 20 deliveries of noisy's
+    with as_user(db, "quiet") as conn:
+        rule(conn, [channel(conn)["id"]], filters={"units": ["E12"]})
+    quiet = incident(db, **FIRE)  # 20 more of noisy's, and quiet's one, queued last
+    claiming = "select id from api.claim_alert_deliveries('w', 10, 30, 8, 3)"
+    with switched(db, "emberlog_worker"):
+        first = [row[0] for row in db.execute(claiming).fetchall()]
+        again = db.execute(claiming).fetchall()
+    with switched(db, None):
+        claimed = db.execute(
+            "select u.subject, d.incident_id from data.alert_deliveries as d"
+            " join data.alert_users as u on u.id = d.user_id where d.id = any(%s)",
+            (first,),
+        ).fetchall()
+    assert [who for who, _ in claimed].count("noisy") == 3  # per_user: 3 in flight at most
+    assert ("quiet", quiet) in claimed  # quiet's is not held behind noisy's 40
+    assert again == []  # noisy's others wait until one of those three ends
+
+
+def test_removing_the_notifier_cancels_what_was_queued_for_it(db):
+    with switched(db, "emberlog_worker"):
+        db.execute("select api.set_alert_notifier('http://notifier.internal:8090', null)")
+    incident(db)
+    with switched(db, "emberlog_worker"):
+        db.execute("select api.set_alert_notifier(null, null)")
+        assert (
+            db.execute("select * from api.claim_alert_deliveries('w', 10, 30, 8)").fetchall() == []
+        )
+    with switched(db, None):
+        row = db.execute("select status, last_error from data.alert_deliveries").fetchone()
+    assert row == ("cancelled", "the system destination was removed")
+
+
+def test_a_test_sent_to_an_old_url_does_not_verify_the_new_one(db, alice):
+    hook = channel(alice)["id"]
+    call(alice, "test_alert_channel", hook)
+    [(delivery, attempt)] = claim(db)
+    db.execute("select pg_sleep(0.01)")
+    call(alice, "update_alert_channel", hook, json.dumps({"url": "https://hooks.example/new"}))
+    finish(db, [{"id": delivery, "attempt": attempt, "ok": True, "status_code": 200}])
+    assert call(alice, "get_alert_channel", hook)["verified"] is False

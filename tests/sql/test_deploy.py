@@ -173,7 +173,9 @@ def test_triggers_are_named_for_their_order_and_call_tg_table_task_functions(db)
     assert functions == [
         (name, "v", True, ["search_path=pg_catalog, pg_temp"], True)
         for name in (
+            "tg_alert_channels__unverify",
             "tg_alert_rules__match_columns",
+            "tg_alert_tables__limit",
             "tg_event_envelopes__queue_event",
             "tg_incidents__count",
             "tg_incidents__queue_alerts",

@@ -34,6 +34,9 @@ SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
         ("fc00::1", False),
         ("::ffff:127.0.0.1", False),  # IPv4-mapped
         ("::ffff:93.184.215.14", True),
+        ("2002:7f00:1::", False),  # 6to4 around 127.0.0.1
+        ("2002:5db8:d70e::", True),  # 6to4 around 93.184.215.14
+        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", False),  # Teredo, client 10.0.0.1
     ],
 )
 def test_only_public_addresses_are_allowed(address, allowed):
@@ -97,3 +100,10 @@ def test_header_lines_read_a_captured_request():
              "", "body: not a header"]  # fmt: skip
     assert verify.header_lines(lines) == {"host": "x", "webhook-id": "msg_1",
                                           "webhook-timestamp": "17"}  # fmt: skip
+
+
+def test_an_error_text_is_stored_printable():
+    from app.worker.records import Result
+
+    result = Result("d", 1, False, 500, "HTTP 500: \x1f\x8b\x08\x00 gzip", False, 0.0)
+    assert result.as_json()["error"] == "HTTP 500: \ufffd\ufffd\ufffd\ufffd gzip"

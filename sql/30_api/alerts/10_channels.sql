@@ -16,11 +16,12 @@ begin
         perform internal.invalid_field('name', 'must be 1 to 200 characters');
     end if;
     if (creating or payload ? 'url') and (
-        url is null or length(url) > 2000 or url !~ '^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9._:-]+(/[!-~]*)?$'
+        url is null or length(url) > 2000 or url !~ internal.alert_url_pattern()
+        or coalesce(substring(url from '^[^/]*//[^/:]*:([0-9]+)')::integer, 1) not between 1 and 65535
     ) then
         perform internal.invalid_field(
             'url', 'must be an http or https URL of at most 2000 printable ASCII characters'
-            || ' (a host name or address, an optional port; no credentials, no spaces)'
+            || ' (a host name or IPv4 address, an optional port; no credentials, no spaces)'
         );
     end if;
     return next;
@@ -73,27 +74,18 @@ language plpgsql
 volatile
 as $$
 declare
-    owner_id bigint := internal.alert_user();
     given record;
-    secret text := internal.alert_secret();
-    new_id bigint;
+    made record;
     url text;
 begin
     select * into given from api.alert_channel_values(payload, true);
-    if (select count(*) from data.alert_channels) >= 20 then
-        raise sqlstate 'PT409' using
-            message = 'a user may have at most 20 alert channels', hint = 'limit_reached';
-    end if;
-    insert into data.alert_channels (user_id, name, url, secret)
-    values (owner_id, given.name, given.url, secret)
-    returning id into new_id;
+    select * into made from internal.new_alert_channel(given.name, given.url);
     url := internal.absolute_url(replace(
-        internal.route_path('api.get_alert_channel(bigint)'), '{id}', new_id::text
+        internal.route_path('api.get_alert_channel(bigint)'), '{id}', made.id::text
     ));
     perform set_config('response.status', '201', true);
     perform set_config('response.headers', json_build_object('Location', url)::text, true);
-    return (select api.alert_channel_json(c) from api.alert_channels as c where c.id = new_id)
-        || jsonb_build_object('secret', secret);
+    return api.get_alert_channel(made.id) || jsonb_build_object('secret', made.secret);
 end
 $$;
 
@@ -101,7 +93,7 @@ comment on function api.create_alert_channel(jsonb) is
 E'@http POST /api/v1/alert-channels\n'
 '@body {"type": "object", "required": ["name", "url"], "additionalProperties": false, "properties": {'
 '"name": {"type": "string", "minLength": 1, "maxLength": 200}, '
-'"url": {"type": "string", "maxLength": 2000, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9._:-]+(/[!-~]*)?$", "description": "where the webhooks are POSTed"}, '
+'"url": {"type": "string", "maxLength": 2000, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?(/[!-~]*)?$", "description": "where the webhooks are POSTed"}, '
 '"kind": {"enum": ["webhook"]}}}\n'
 'Creates a webhook channel. 201 with the channel and its signing secret (whsec_...: shown this once, store it now; the receiver verifies each delivery with it). At most 20 per user.';
 
@@ -115,12 +107,9 @@ declare
     shown jsonb;
 begin
     select * into given from api.alert_channel_values(payload, false);
+    -- (a new URL is unverified again, and updated_at set: internal.tg_alert_channels__unverify)
     update data.alert_channels as c
-    set name = coalesce(given.name, c.name),
-        url = coalesce(given.url, c.url),
-        -- a new URL is not verified until a test reaches it
-        verified_at = case when given.url is distinct from c.url and given.url is not null then null else c.verified_at end,
-        updated_at = now()
+    set name = coalesce(given.name, c.name), url = coalesce(given.url, c.url)
     where c.id = update_alert_channel.id;
     if not found then
         perform api.alert_not_found('alert channel', id::text);
@@ -135,7 +124,7 @@ comment on function api.update_alert_channel(bigint, jsonb) is
 E'@http PATCH /api/v1/alert-channels/{id}\n'
 '@body {"type": "object", "additionalProperties": false, "properties": {'
 '"name": {"type": "string", "minLength": 1, "maxLength": 200}, '
-'"url": {"type": "string", "maxLength": 2000, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9._:-]+(/[!-~]*)?$"}, '
+'"url": {"type": "string", "maxLength": 2000, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?(/[!-~]*)?$"}, '
 '"kind": {"enum": ["webhook"]}}}\n'
 'Renames a channel or changes its URL (a new URL is unverified until a test succeeds). The secret stays.';
 
@@ -160,10 +149,7 @@ begin
             detail = json_build_object('rule_ids', string_to_array(rules, ', ')::bigint[])::text,
             hint = 'channel_in_use';
     end if;
-    update data.alert_deliveries as d
-    set status = 'cancelled', next_attempt_at = null, last_error = 'the channel was deleted',
-        updated_at = now()
-    where d.channel_id = delete_alert_channel.id and d.status in ('queued', 'retrying');
+    perform internal.cancel_alert_deliveries(null, id, 'the channel was deleted');
     delete from data.alert_channels as c where c.id = delete_alert_channel.id;
     perform set_config('response.status', '204', true);
     return null;

@@ -94,7 +94,7 @@ begin
     ) then
         perform internal.invalid_field('throttle_sec', 'must be an integer from 0 to 604800 (a week)');
     end if;
-    throttle_sec := (payload ->> 'throttle_sec')::integer;
+    throttle_sec := (payload ->> 'throttle_sec')::numeric::integer;  -- 10.0 is 10
     if creating and not payload ? 'alert_channel_ids' then
         perform internal.invalid_field('alert_channel_ids', 'is required: the channels to notify');
     end if;
@@ -172,10 +172,6 @@ begin
     select * into settings from api.alert_rule_settings(payload, true);
     select * into filters from api.alert_rule_filters(payload -> 'filters');
     channel_ids := api.alert_rule_channels(payload);
-    if (select count(*) from data.alert_rules) >= 100 then
-        raise sqlstate 'PT409' using
-            message = 'a user may have at most 100 alert rules', hint = 'limit_reached';
-    end if;
     insert into data.alert_rules (
         user_id, name, enabled, throttle_sec, incident_types, units, channels, keywords, address
     ) values (
@@ -274,10 +270,7 @@ language plpgsql
 volatile
 as $$
 begin
-    update data.alert_deliveries as d
-    set status = 'cancelled', next_attempt_at = null, last_error = 'the rule was deleted',
-        updated_at = now()
-    where d.rule_id = delete_alert_rule.id and d.status in ('queued', 'retrying');
+    perform internal.cancel_alert_deliveries(id, null, 'the rule was deleted');
     delete from data.alert_rules as r where r.id = delete_alert_rule.id;
     if not found then
         perform api.alert_not_found('alert rule', id::text);

@@ -80,22 +80,8 @@ returns jsonb
 language plpgsql
 volatile
 as $$
-declare
-    current_status text;
 begin
-    select d.status into current_status from data.alert_deliveries as d
-    where d.id = retry_alert_delivery.id for update;
-    if current_status is null then
-        perform api.alert_not_found('alert delivery', id::text);
-    elsif current_status <> 'dead' then
-        raise sqlstate 'PT409' using
-            message = 'only a dead delivery can be retried (this one is ' || current_status || ')',
-            hint = 'not_dead';
-    end if;
-    update data.alert_deliveries as d
-    set status = 'queued', attempts = 0, next_attempt_at = now(), updated_at = now()
-    where d.id = retry_alert_delivery.id;
-    perform pg_notify(internal.alerts_channel(), '');
+    perform internal.retry_alert_delivery(id);
     perform set_config('response.status', '202', true);
     return api.get_alert_delivery(id);
 end

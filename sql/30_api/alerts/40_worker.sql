@@ -4,7 +4,11 @@
 -- dead letters are decided here, so a killed worker or a second one changes nothing.
 
 create function api.claim_alert_deliveries(
-    worker text, max_count integer, lease_seconds double precision, max_attempts integer
+    worker text,
+    max_count integer,
+    lease_seconds double precision,
+    max_attempts integer,
+    per_user integer default 8
 )
 returns table (id uuid, attempt integer, url text, secret text, body text)
 language plpgsql
@@ -40,13 +44,46 @@ begin
     from lost
     where d.id = lost.id;
 
+    -- A rule's or a test's delivery whose channel was deleted (in psql, say, without the
+    -- routes' cancelling): nowhere to send it.
+    update data.alert_deliveries as d
+    set status = 'cancelled', next_attempt_at = null, last_error = 'the channel was deleted',
+        updated_at = now()
+    where d.status in ('queued', 'retrying') and d.next_attempt_at <= now()
+        and d.kind <> 'system' and d.channel_id is null;
+
     return query
-    with due as (
-        select d.id from data.alert_deliveries as d
+    -- Fair to every user: at most per_user of one user's deliveries in flight at once
+    -- (over all workers), so one user's many or slow receivers hold that many slots and
+    -- no more; the others' due deliveries are claimed past theirs.
+    with busy as (
+        select s.user_id, count(*) as sending
+        from data.alert_deliveries as s
+        where s.status = 'sending' and s.user_id is not null
+        group by s.user_id
+    ),
+    candidates as (
+        select d.id, d.user_id, d.next_attempt_at
+        from data.alert_deliveries as d
         where d.status in ('queued', 'retrying') and d.next_attempt_at <= now()
+            and (d.user_id is null or d.user_id not in (
+                select b.user_id from busy as b where b.sending >= per_user
+            ))
         order by d.next_attempt_at
-        limit max_count
+        limit max_count * 4
         for update skip locked
+    ),
+    due as (
+        select r.id
+        from (
+            select c.id, c.user_id, c.next_attempt_at,
+                row_number() over (partition by c.user_id order by c.next_attempt_at, c.id) as nth
+            from candidates as c
+        ) as r
+        left join busy as b on r.user_id = b.user_id
+        where r.user_id is null or r.nth + coalesce(b.sending, 0) <= per_user
+        order by r.next_attempt_at
+        limit max_count
     ),
     claimed as (
         update data.alert_deliveries as d
@@ -66,7 +103,8 @@ begin
         c.attempts,
         coalesce(c.url, ch.url),
         coalesce(ch.secret, sd.secret),
-        (m.envelope || jsonb_build_object('alert', jsonb_build_object(
+        (api.event_json(jsonb_populate_record(null::api.events, m.envelope))::jsonb
+        || jsonb_build_object('alert', jsonb_build_object(
             'delivery_id', c.id,
             'kind', c.kind,
             'rule', case when c.rule_name is not null then jsonb_build_object(
@@ -81,8 +119,8 @@ begin
 end
 $$;
 
-comment on function api.claim_alert_deliveries(text, integer, double precision, integer) is
-'For emberlog-api worker: claim up to max_count due deliveries (for update skip locked: two workers never claim the same one) for lease_seconds, counting the attempt; first, deliveries whose lease ran out are due again (or dead after max_attempts). Returns each one''s id (the webhook-id), attempt, URL, signing secret (null: unsigned) and body: the canonical envelope plus "alert" {delivery_id, kind, rule {id, name}, channel_id}, the same bytes on every attempt.';
+comment on function api.claim_alert_deliveries(text, integer, double precision, integer, integer) is
+'For emberlog-api worker: claim up to max_count due deliveries (for update skip locked: two workers never claim the same one) for lease_seconds, counting the attempt, at most per_user of one user''s in flight over all workers (system deliveries are no user''s); first, deliveries whose lease ran out are due again (or dead after max_attempts), and those whose channel is gone are cancelled. Returns each one''s id (the webhook-id), attempt, URL, signing secret (null: unsigned) and body: the canonical envelope plus "alert" {delivery_id, kind, rule {id, name}, channel_id}, the same bytes on every attempt.';
 
 create function api.finish_alert_deliveries(
     results jsonb,
@@ -132,13 +170,16 @@ begin
         -- Only the attempt this worker claimed: when its lease ran out and another
         -- worker claimed the delivery again, this result is too late and changes nothing.
         where d.id = r.id and d.status = 'sending' and d.attempts = r.attempt
-        returning d.id, d.status, d.attempts, d.kind, d.channel_id, d.created_at, d.next_attempt_at
+        returning d.id, d.status, d.attempts, d.kind, d.channel_id, d.created_at,
+            d.next_attempt_at, d.last_attempt_at
     ),
     verified as (
+        -- only the URL the test was sent to: not one changed while it was on its way
         update data.alert_channels as c
         set verified_at = now()
         from finished as f
         where f.kind = 'test' and f.status = 'delivered' and c.id = f.channel_id
+            and c.updated_at <= f.last_attempt_at
     )
     select f.id, f.status, f.attempts,
         extract(epoch from clock_timestamp() - f.created_at)::double precision,
@@ -161,6 +202,11 @@ declare
     url text := rtrim(base_url, '/') || '/api/v1/events/new_incident';
 begin
     if nullif(base_url, '') is null then
+        -- What was queued for it is not sent anywhere now: cancelled, visibly.
+        update data.alert_deliveries as q
+        set status = 'cancelled', next_attempt_at = null, updated_at = now(),
+            last_error = 'the system destination was removed'
+        where q.destination = 'notifier' and q.status in ('queued', 'retrying');
         delete from data.alert_system_destinations as d where d.name = 'notifier';
         return null;
     end if;
@@ -173,7 +219,7 @@ end
 $$;
 
 comment on function api.set_alert_notifier(text, text) is
-'For emberlog-api worker (NOTIFIER_BASE_URL, NOTIFIER_SECRET): every incident is then also delivered to {base_url}/api/v1/events/new_incident (upstream''s notifier); null or empty: no longer. Returns the URL in force.';
+'For emberlog-api worker (NOTIFIER_BASE_URL, NOTIFIER_SECRET) and DBAs: every incident is then also delivered to {base_url}/api/v1/events/new_incident (upstream''s notifier); null or empty: no longer (what was queued for it is cancelled). Returns the URL in force.';
 
 create function api.alert_queue()
 returns table (status text, deliveries bigint, oldest_due_seconds double precision)
@@ -182,11 +228,17 @@ stable
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
+    -- Each part reads one of the partial indexes (due, leases), never the whole table.
     select d.status, count(*),
         max(extract(epoch from now() - d.next_attempt_at))::double precision
     from data.alert_deliveries as d
-    where d.status in ('queued', 'sending', 'retrying')
+    where d.status in ('queued', 'retrying')
     group by d.status
+    union all
+    select 'sending', count(*), null::double precision
+    from data.alert_deliveries as d
+    where d.status = 'sending'
+    having count(*) > 0
 $$;
 
 comment on function api.alert_queue() is
