@@ -32,10 +32,15 @@ FINISH_MARGIN_SECONDS = 2.0
 
 
 class Recorder:
-    def __init__(self, store: Store, retry_due: Callable[[float], None]) -> None:
-        """retry_due(seconds) is told when a failed delivery is due again."""
+    def __init__(
+        self, store: Store, retry_due: Callable[[float], None], recorded: Callable[[], None]
+    ) -> None:
+        """retry_due(seconds) is told when a failed delivery is due again; recorded() after
+        each batch is recorded (those deliveries no longer count against their user's
+        WEBHOOK_USER_IN_FLIGHT: more of theirs may be claimed now)."""
         self.store = store
         self.retry_due = retry_due
+        self.recorded = recorded
         self.pending: list[Result] = []
         self.closing = False  # set once nothing more will be added: run() ends when empty
         self._arrived = asyncio.Event()
@@ -97,6 +102,8 @@ class Recorder:
                 self.pending[: len(batch)] = live  # the stale ones go, the live ones wait
                 return False
         del self.pending[: len(batch)]
+        if outcomes:
+            self.recorded()
         for result in live:
             outcome, due_in = outcomes.get(result.id, ("stale", None))
             service.DELIVERIES.labels(outcome).inc()

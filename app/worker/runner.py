@@ -40,8 +40,8 @@ class Worker:
         self.name = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
         self.store = Store(settings)
         self.sender = Sender(settings)
-        self.recorder = Recorder(self.store, self.wake_in)
         self.wake = asyncio.Event()
+        self.recorder = Recorder(self.store, self.wake_in, self.wake.set)
         self._dues: list[float] = []  # when retries come due (loop time), a heap
         self._alarm: asyncio.TimerHandle | None = None  # set for the earliest of them
         self.listener = Listener(settings, self.wake)

@@ -11,11 +11,12 @@
   words of transcript) one at a time with `select api.create_incident(...)` as
   emberlog_ingest (autocommit: the commit is in the time) and, in turn, with POST
   /api/v1/incidents to one server process.
-- throughput: the worker delivers >= 500 webhooks/s to a local receiver. One user, a
-  few channels at the receiver (ops/bench/alerts_receiver.py, a process of its own), a
-  rule that matches everything; N deliveries queued first; then one `emberlog-api
-  worker` (WORKER_CONCURRENCY, WORKER_BATCH_SIZE) from its start until the database
-  counts all N delivered. Once per --concurrency value.
+- throughput: the worker delivers >= 500 webhooks/s to a local receiver. --hook-users users
+  (at most WEBHOOK_USER_IN_FLIGHT, 8, of each one's in flight: with one user that cap is
+  the limit), each with a few channels at the receiver (ops/bench/alerts_receiver.py, a
+  process of its own) and a rule that matches everything; N deliveries queued first;
+  then one `emberlog-api worker` (WORKER_CONCURRENCY, WORKER_BATCH_SIZE) from its start
+  until the database counts all N delivered. Once per --concurrency value.
 - latency: the worker running, incidents created at --rate: commit (as the writer sees
   it) -> receipt at the receiver, p50/p99.
 
@@ -66,6 +67,9 @@ def arguments() -> argparse.Namespace:
     w = p.add_argument_group("throughput and latency")
     w.add_argument("--deliveries", type=int, default=6000, help="queued first (throughput)")
     w.add_argument("--channels", type=int, default=5, help="the rule's channels (throughput)")
+    w.add_argument(
+        "--hook-users", type=int, default=20, help="users, each with that rule (throughput)"
+    )
     w.add_argument("--concurrency", default="32", help="WORKER_CONCURRENCY, comma-separated")
     w.add_argument("--batch-size", type=int, default=50, help="WORKER_BATCH_SIZE")
     w.add_argument("--timeout", type=float, default=120, help="seconds for the queue to empty")

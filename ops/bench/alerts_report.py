@@ -73,7 +73,8 @@ def report(command: str, context: list[str], results: list[dict]) -> None:
         first = throughput[0]
         print(
             f"Throughput: {first['deliveries']:,} deliveries queued first ({first['incidents']:,} "
-            f"incidents x {first['channels']} channels, one rule; queued in "
+            f"incidents x {first['users']} users x {first['channels']} channels, one rule"
+            f" each; queued in "
             f"{first['queue_s']} s), then one worker, WORKER_BATCH_SIZE "
             f"{first['batch_size']}; webhooks/s = N / (worker spawned -> the database counts "
             "N delivered); steady = receipts first -> last at the receiver"

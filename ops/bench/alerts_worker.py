@@ -32,11 +32,14 @@ from tests.alerts import as_user
 CREATE_MANY = "select count(api.create_incident(b)) from jsonb_array_elements(%s::jsonb) as b"
 
 
-def subscriber(conn: psycopg.Connection, receiver: Receiver, channels: int) -> None:
-    """One user, `channels` channels at the receiver, one rule matching every incident."""
-    with as_user(conn, "bench-hooks"), conn.transaction():
-        ids = create_channels(conn, [receiver.url(f"/hook/{n}") for n in range(channels)])
-        create_rules(conn, [{"name": "everything", "alert_channel_ids": ids}])
+def subscribers(conn: psycopg.Connection, receiver: Receiver, users: int, channels: int) -> None:
+    """`users` users, each with `channels` channels at the receiver and one rule matching
+    every incident."""
+    for u in range(users):
+        with as_user(conn, f"bench-hooks-{u}"), conn.transaction():
+            urls = [receiver.url(f"/hook/{u}/{n}") for n in range(channels)]
+            ids = create_channels(conn, urls)
+            create_rules(conn, [{"name": "everything", "alert_channel_ids": ids}])
 
 
 def wait_for(conn: psycopg.Connection, count: int, worker: Worker, timeout: float) -> float:
@@ -86,8 +89,8 @@ def run_throughput(
         receiver = Receiver(directory / "receiver.log")
         stack.callback(receiver.stop)
         conn = stack.enter_context(psycopg.connect(server.database_url, autocommit=True))
-        subscriber(conn, receiver, args.channels)
-        incidents = -(-args.deliveries // args.channels)
+        subscribers(conn, receiver, args.hook_users, args.channels)
+        incidents = -(-args.deliveries // (args.hook_users * args.channels))
         bodies = [incident_body(rng, "queue", i) for i in range(incidents)]
         started = time.monotonic()
         conn.execute("set role emberlog_ingest")
@@ -117,6 +120,7 @@ def run_throughput(
             "batch_size": args.batch_size,
             "deliveries": n,
             "channels": args.channels,
+            "users": args.hook_users,
             "incidents": incidents,
             "queue_s": round(queue_s, 2),
             "seconds": round(wall, 2),
@@ -139,7 +143,7 @@ def run_latency(server: LocalServer, directory: Path, args: argparse.Namespace) 
         receiver = Receiver(directory / "receiver.log")
         stack.callback(receiver.stop)
         conn = stack.enter_context(psycopg.connect(server.database_url, autocommit=True))
-        subscriber(conn, receiver, 1)
+        subscribers(conn, receiver, 1, 1)
         worker = Worker(server.database_url, directory / "worker.log",
                         WORKER_CONCURRENCY=str(args.concurrency[0]),
                         WORKER_BATCH_SIZE=str(args.batch_size))  # fmt: skip
