@@ -414,3 +414,18 @@ def test_every_retry_coming_due_wakes_the_worker(db, receiver, workers):
     incidents(db, 3)
     rows = settled(db, 12)
     assert sorted(attempts for _, _, attempts, _ in rows) == [2] * 12
+
+
+def test_one_users_deliveries_beyond_their_in_flight_cap_follow_at_once(db, receiver, workers):
+    """WEBHOOK_USER_IN_FLIGHT holds one user's webhooks to 2 at once; the rest are claimed
+    as those are recorded, not at the next poll (off here)."""
+    channel(db, *(receiver.url(f"/hook{n}") for n in range(5)))
+    workers(WORKER_POLL_SECONDS="600", WEBHOOK_USER_IN_FLIGHT="2")
+    incidents(db, 4)
+    settled(db, 20)
+    assert receiver.overlapping == []
+    most = max(
+        sum(1 for other in receiver.requests if other["started"] <= r["started"] < other["ended"])
+        for r in receiver.requests
+    )
+    assert most <= 2  # never more than the cap at once
