@@ -145,63 +145,53 @@ def test_migrations_run_before_the_deployment_rolls(manifests):
     assert config["data"]["WORKERS"] == "1"  # one process per pod: /metrics is the pod's
 
 
+def background_deployment(manifests, name: str, command: str, port_variable: str):
+    """What the bridge and the worker share: no API traffic or PDB reaches their pods, one
+    container running `command` with the API's ConfigMap and its own, probes on its port,
+    a read-only root. Returns (spec, pod, container, its own config's data)."""
+    spec = named(manifests, "Deployment", name)["spec"]
+    labels = spec["template"]["metadata"]["labels"]
+    for selecting in (*by_kind(manifests, "Service"), *by_kind(manifests, "PodDisruptionBudget")):
+        selector = selecting["spec"].get("selector", {})
+        selector = selector.get("matchLabels", selector)
+        assert not selector.items() <= labels.items()  # no API traffic, no API PDB
+    pod = spec["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"] == [command]
+    api_config, config = (
+        named(manifests, "ConfigMap", ref["configMapRef"]["name"]) for ref in container["envFrom"]
+    )
+    # The API's settings reach the SQL it runs (DB_SETTINGS, PREPARED_STATEMENTS).
+    assert "PREPARED_STATEMENTS" in api_config["data"]
+    assert container["ports"][0]["containerPort"] == int(config["data"][port_variable])
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    return spec, pod, container, config["data"]
+
+
 def test_the_mqtt_bridge_is_one_replica_of_its_own_that_drains(manifests):
-    bridge = named(manifests, "Deployment", "emberlog-mqtt-bridge")
-    spec = bridge["spec"]
+    spec, pod, _, config = background_deployment(
+        manifests, "emberlog-mqtt-bridge", "mqtt-bridge", "BRIDGE_PORT"
+    )
     assert spec["replicas"] == 1 and spec["strategy"]["type"] == "Recreate"  # never two
     (hpa,) = by_kind(manifests, "HorizontalPodAutoscaler")
     assert hpa["spec"]["scaleTargetRef"]["name"] == "emberlog-api"
-    labels = spec["template"]["metadata"]["labels"]
-    for selecting in (*by_kind(manifests, "Service"), *by_kind(manifests, "PodDisruptionBudget")):
-        selector = selecting["spec"].get("selector", {})
-        selector = selector.get("matchLabels", selector)
-        assert not selector.items() <= labels.items()  # no API traffic, no API PDB
-    pod = spec["template"]["spec"]
-    (container,) = pod["containers"]
-    assert container["args"] == ["mqtt-bridge"]
-    api_config, config = (
-        named(manifests, "ConfigMap", ref["configMapRef"]["name"]) for ref in container["envFrom"]
-    )
-    # The API's settings reach the SQL the bridge runs (DB_SETTINGS, PREPARED_STATEMENTS).
-    assert "PREPARED_STATEMENTS" in api_config["data"]
-    port = int(config["data"]["BRIDGE_PORT"])
-    assert container["ports"][0]["containerPort"] == port
-    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert pod["terminationGracePeriodSeconds"] > settings.Settings().bridge_drain_seconds
-    assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    assert "MQTT_PASSWORD" not in config["data"]  # a secret's
+    assert "MQTT_PASSWORD" not in config  # a secret's
 
 
 def test_the_alert_worker_runs_side_by_side_and_drains(manifests):
-    worker = named(manifests, "Deployment", "emberlog-alert-worker")
-    spec = worker["spec"]
+    spec, pod, _, config = background_deployment(
+        manifests, "emberlog-alert-worker", "worker", "WORKER_PORT"
+    )
     # Two at once are safe (claims skip locked rows, under a lease): rolled, not recreated.
     assert spec["replicas"] >= 2 and spec["strategy"]["type"] == "RollingUpdate"
-    labels = spec["template"]["metadata"]["labels"]
-    for selecting in (*by_kind(manifests, "Service"), *by_kind(manifests, "PodDisruptionBudget")):
-        selector = selecting["spec"].get("selector", {})
-        selector = selector.get("matchLabels", selector)
-        assert not selector.items() <= labels.items()  # no API traffic, no API PDB
-    pod = spec["template"]["spec"]
-    (container,) = pod["containers"]
-    assert container["args"] == ["worker"]
-    api_config, config = (
-        named(manifests, "ConfigMap", ref["configMapRef"]["name"]) for ref in container["envFrom"]
-    )
-    assert "PREPARED_STATEMENTS" in api_config["data"]
-    port = int(config["data"]["WORKER_PORT"])
-    assert container["ports"][0]["containerPort"] == port
-    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    drain = float(
-        config["data"].get("WORKER_DRAIN_SECONDS", settings.Settings().worker_drain_seconds)
-    )
-    timeout = float(config["data"].get("WEBHOOK_TIMEOUT_SECONDS", 10))
+    drain = float(config.get("WORKER_DRAIN_SECONDS", settings.Settings().worker_drain_seconds))
+    timeout = float(config.get("WEBHOOK_TIMEOUT_SECONDS", 10))
     assert timeout < drain  # an attempt in flight ends within the drain
     assert pod["terminationGracePeriodSeconds"] > drain + 5  # and its result is recorded
-    assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    assert "NOTIFIER_SECRET" not in config["data"]  # a secret's
+    assert "NOTIFIER_SECRET" not in config  # a secret's
 
 
 def test_the_ingress_streams_sse_and_keeps_metrics_private(manifests):
