@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import psycopg
 import pytest
 from aiohttp import web
@@ -27,7 +28,7 @@ from standardwebhooks.webhooks import Webhook
 
 from ops.local import free_port
 from tests import pg
-from tests.e2e.conftest import ROOT, cli
+from tests.e2e.conftest import ROOT, ServerProcess, cli
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -429,3 +430,52 @@ def test_one_users_deliveries_beyond_their_in_flight_cap_follow_at_once(db, rece
         for r in receiver.requests
     )
     assert most <= 2  # never more than the cap at once
+
+
+def test_the_whole_chain_from_a_users_rule_to_a_verified_webhook(
+    db, database_url, receiver, workers, tmp_path
+):
+    """As users meet it: a listener signs in (a token with a sub) and makes a channel and a
+    rule over HTTP on a real server; a test delivery verifies the channel; Calypso posts
+    incidents; the matching one reaches the receiver, signed with the secret shown once."""
+    signing = "e2e-" + "k" * 40
+    server = ServerProcess(
+        database_url, tmp_path / "server.log", JWT_SECRET=signing, JWT_DEFAULT_ROLE="emberlog_user"
+    )
+    try:
+        token = jwt.encode({"sub": "listener-7", "exp": int(time.time()) + 300}, signing)
+        me = {"Authorization": f"Bearer {token}"}
+        made = server.http.post(
+            "/api/v1/alert-channels", json={"name": "pager", "url": receiver.url()}, headers=me
+        )
+        assert made.status_code == 201, made.text
+        hook, secret = made.json()["id"], made.json()["secret"]
+        body = {"name": "E12 fires", "filters": {"units": ["e12"], "keywords": "smoke"},
+                "alert_channel_ids": [hook]}  # fmt: skip
+        assert server.http.post("/api/v1/alert-rules", json=body, headers=me).status_code == 201
+        workers()
+        tested = server.http.post(f"/api/v1/alert-channels/{hook}/test", headers=me)
+        assert tested.status_code == 202
+        channel_path = f"/api/v1/alert-channels/{hook}"
+        wait_until(
+            lambda: server.http.get(channel_path, headers=me).json()["verified"],
+            30, 0.1, what="the channel verified by its test",
+        )  # fmt: skip
+        for n, units in enumerate((["E12", "L4"], ["M7"])):
+            incident = {"dispatched_at": "2026-11-30T10:00:00Z", "source_audio": f"chain-{n}",
+                        "units": units, "transcript": "smoke showing from the attic"}  # fmt: skip
+            posted = server.http.post("/api/v1/incidents", json=incident, headers=server.ingest)
+            assert posted.status_code == 201, posted.text
+
+        def delivered() -> list[dict] | None:
+            answer = server.http.get("/api/v1/alert-deliveries", headers=me).json()["data"]
+            return answer if [d["status"] for d in answer] == ["delivered"] * 2 else None
+
+        rule_delivery, test_delivery = wait_until(delivered, 30, 0.1, what="two deliveries")
+        assert (rule_delivery["kind"], test_delivery["kind"]) == ("rule", "test")
+        [request] = receiver.by_id(rule_delivery["id"])
+        sent = Webhook(secret).verify(request["body"], request["headers"])
+        assert sent["payload"]["units"] == ["E12", "L4"]
+        assert sent["alert"]["rule"]["name"] == "E12 fires"
+    finally:
+        server.stop()
