@@ -191,6 +191,11 @@ create index alert_deliveries_due on data.alert_deliveries (next_attempt_at)
 where status in ('queued', 'retrying');
 create index alert_deliveries_leases on data.alert_deliveries (lease_expires_at)
 where status = 'sending';
+-- ... and each user's due ones in turn (0: the system destinations'), so that one user's
+-- backlog is never in front of another's.
+create index alert_deliveries_due_by_user on data.alert_deliveries (
+    coalesce(user_id, 0), next_attempt_at
+) where status in ('queued', 'retrying');
 -- A user's deliveries, newest first.
 create index alert_deliveries_user_newest on data.alert_deliveries (user_id, created_at desc);
 create index alert_deliveries_channel on data.alert_deliveries (channel_id);

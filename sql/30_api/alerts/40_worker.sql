@@ -55,34 +55,41 @@ begin
     return query
     -- Fair to every user: at most per_user of one user's deliveries in flight at once
     -- (over all workers), so one user's many or slow receivers hold that many slots and
-    -- no more; the others' due deliveries are claimed past theirs.
+    -- no more. Each user with something due gets their own look (their earliest due, up
+    -- to what their cap leaves), so another's backlog, however long, is never in front
+    -- of theirs; then the earliest of all those. System deliveries (no user: 0 here) are
+    -- not capped.
     with busy as (
-        select s.user_id, count(*) as sending
+        select coalesce(s.user_id, 0) as uid, count(*) as sending
         from data.alert_deliveries as s
-        where s.status = 'sending' and s.user_id is not null
-        group by s.user_id
+        where s.status = 'sending'
+        group by coalesce(s.user_id, 0)
     ),
-    candidates as (
-        select d.id, d.user_id, d.next_attempt_at
+    waiting as (
+        select distinct coalesce(d.user_id, 0) as uid
         from data.alert_deliveries as d
         where d.status in ('queued', 'retrying') and d.next_attempt_at <= now()
-            and (d.user_id is null or d.user_id not in (
-                select b.user_id from busy as b where b.sending >= per_user
-            ))
-        order by d.next_attempt_at
-        limit max_count * 4
-        for update skip locked
+    ),
+    picked as (
+        select p.id, p.next_attempt_at
+        from waiting as w
+        left join busy as b on w.uid = b.uid
+        cross join lateral (
+            select d.id, d.next_attempt_at
+            from data.alert_deliveries as d
+            where coalesce(d.user_id, 0) = w.uid
+                and d.status in ('queued', 'retrying') and d.next_attempt_at <= now()
+            order by d.next_attempt_at
+            limit case
+                when w.uid = 0 then max_count
+                else least(max_count, greatest(per_user - coalesce(b.sending, 0), 0))
+            end
+            for update skip locked
+        ) as p
     ),
     due as (
-        select r.id
-        from (
-            select c.id, c.user_id, c.next_attempt_at,
-                row_number() over (partition by c.user_id order by c.next_attempt_at, c.id) as nth
-            from candidates as c
-        ) as r
-        left join busy as b on r.user_id = b.user_id
-        where r.user_id is null or r.nth + coalesce(b.sending, 0) <= per_user
-        order by r.next_attempt_at
+        select pk.id from picked as pk
+        order by pk.next_attempt_at
         limit max_count
     ),
     claimed as (
