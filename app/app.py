@@ -25,7 +25,7 @@ from .settings import Settings
 from .state import AppState
 from .streams.hub import DROPPED
 
-EXPOSED_HEADERS = ("Location", "X-Request-ID", "Retry-After")
+EXPOSED_HEADERS = ("Location", "X-Request-ID", "Retry-After", "ETag")
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]

@@ -11,6 +11,12 @@ after (after_id, max_events) are its query filters, each returned again per row 
 ``match_<argument>`` column (app/streams/filters.py).
 Nothing here knows any particular route: add one with SQL and a reload NOTIFY.
 
+A GET route's ``@etag schema.function`` names a function of no arguments returning the
+version of what the route reads (it must change with every committed change of it, from
+any writer): responses then carry an ETag made from it, and a request whose
+If-None-Match still names the version is answered 304 without calling the route's
+function (app/http/etags.py).
+
 Two more lines refine the OpenAPI document (app/http/openapi.py) where a signature says
 too little: ``@param name {json schema}`` adds JSON Schema keywords to an argument
 (e.g. ``{"minimum": 1, "maximum": 200}`` for what the function enforces), and
@@ -38,6 +44,7 @@ SSE_TAG = re.compile(
 )
 PARAM_TAG = re.compile(r"^@param\s+([a-z_][a-z0-9_]*)\s+(\{.*\})\s*$")
 BODY_TAG = re.compile(r"^@body\s+(\{.*\})\s*$")
+ETAG_TAG = re.compile(r"^@etag\s+([a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*)\s*$")
 # A stream function: (after_id bigint, max_events integer) returning (id, event, data) rows.
 STREAM_ARGUMENTS = ("bigint", "integer")
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
@@ -86,6 +93,7 @@ def parse_routes(schema: str, row: tuple) -> list[Route]:
     lines = comment.splitlines()
     description = "\n".join(line for line in lines if not line.startswith("@")).strip()
     schemas, body_schema = _read_schemas(f"{schema}.{name}", lines, arg_names)
+    etags = [m.group(1) for m in map(ETAG_TAG.match, lines) if m]
     routes = []
     for line in lines:
         if line.startswith(("@http", "@sse")):
@@ -103,6 +111,7 @@ def parse_routes(schema: str, row: tuple) -> list[Route]:
                 channel,
                 position,
                 tuple(columns or ()),
+                etags[0] if etags else None,
                 schemas,
                 body_schema,
             )
@@ -168,6 +177,8 @@ def _check(route: Route) -> None:
     missing = [p for p in route.path_params if route.argument(p) is None]
     if missing:
         raise RouteError(f"{function}: path parameter(s) {missing} are not arguments")
+    if route.etag and (route.method != "GET" or route.returns_set):
+        raise RouteError(f"{function}: @etag is for GET routes returning one value")
 
 
 def _check_stream_params(function: str, route: Route) -> None:

@@ -71,6 +71,7 @@ class Call:
     route: Route
     values: dict[str, Any] = field(default_factory=dict)
     body: str | None = None
+    version: str | None = None  # an @etag route's version the client holds (If-None-Match)
 
     @property
     def body_argument(self) -> str | None:
@@ -81,16 +82,20 @@ class Call:
         return call_statement(self.route, tuple(sorted(self.values)), self.body_argument)
 
     def params(self) -> dict[str, Any]:
-        return {"values": json.dumps(self.values), "body": self.body}
+        return {"values": json.dumps(self.values), "body": self.body, "version": self.version}
 
 
 @dataclass(frozen=True)
 class Result:
-    """What the function answered: JSON text, and the status/headers it asked for."""
+    """What the function answered: JSON text, and the status/headers it asked for; for
+    an @etag route, the version read with it (and the function was not called when that
+    is the version the client holds: ``not_modified``)."""
 
     body: str
     status: str | None
     headers: str | None
+    version: str | None = None
+    not_modified: bool = False
 
 
 class ConnectionLost(Exception):
@@ -111,8 +116,15 @@ async def execute(
         statement = call.statement()
         read_only = call.route.read_only
         cursor = await _transaction(conn, context, read_only, statement, call.params(), prepared)
-        body, status, headers = await cursor.fetchone()  # type: ignore[misc]
-        return Result(body if body is not None else "null", status or None, headers or None)
+        row = await cursor.fetchone()
+        assert row is not None
+        body, status, headers, *version = row
+        current = version[0] if version else None
+        unchanged = current is not None and current == call.version
+        return Result(
+            body if body is not None else "null", status or None, headers or None,
+            current, unchanged,
+        )  # fmt: skip
 
     async def explain(conn: psycopg.AsyncConnection, exc: psycopg.Error) -> Exception:
         return await _name_bad_argument(conn, call, exc)

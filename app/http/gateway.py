@@ -19,6 +19,7 @@ from .binding import bind
 from .calls import Context, Result
 from .clients import of_request
 from .errors import ApiError
+from .etags import Tag
 from .guards import carries_credentials, refuse_cross_site_write
 
 log = logging.getLogger(__name__)
@@ -127,13 +128,24 @@ class Gateway:
         if route.is_stream:
             return await sse.serve(state, req, resp, route, context)
         call = await bind(req, match, settings.max_body_bytes)
+        tag = None
+        if route.etag:
+            tag = Tag.of(route, call.values, identity.claims, state.fingerprint, settings)
+            call.version = tag.held(req.get_header("If-None-Match"))
         async with state.route_slots.hold((route.method, route.template)):
             work = calls.execute(state.pool_for(route), call, context, settings.prepared_statements)
             if state.tracing is not None:
                 work = state.tracing.call(route, work)
             if settings.cancel_on_disconnect:
                 work = watch.unless_client_leaves(req, work)
-            apply_result(resp, await work)
+            result = await work
+        if tag is not None and result.version is not None:
+            resp.set_header("ETag", tag.header(result.version))
+            resp.set_header("Cache-Control", "no-cache")  # kept, but asked again each time
+            if result.not_modified:
+                resp.status = falcon.HTTP_304
+                return
+        apply_result(resp, result)
 
     def _options(self, table: RouteTable, req: Request, resp: Response) -> None:
         allowed = table.methods_for(req.path)

@@ -59,6 +59,12 @@ def _parameters(route: Route) -> list[dict[str, Any]]:
     query = [
         _parameter(route, a, "query") for a in route.arguments if a.name not in route.path_params
     ]
+    if route.etag:
+        query.append({
+            "name": "If-None-Match", "in": "header", "required": False,
+            "schema": {"type": "string"},
+            "description": "An ETag this route gave: 304 while it is still current",
+        })  # fmt: skip
     return path + query
 
 
@@ -97,6 +103,10 @@ def _success(route: Route) -> dict[str, Any]:
     ok = {"description": "The function's JSON", "content": {"application/json": {"schema": {}}}}
     if route.method == "POST":
         return {"200": ok, "201": {**ok, "description": "Created: the function's JSON"}}
+    if route.etag:
+        tag = {"ETag": {"description": "The answer's version", "schema": {"type": "string"}}}
+        unchanged = "Not modified: If-None-Match names the current version (no body)"
+        return {"200": {**ok, "headers": tag}, "304": {"description": unchanged, "headers": tag}}
     return {"200": ok}
 
 

@@ -122,26 +122,38 @@ def call_statement(route: Route, names: tuple[str, ...], body_arg: str | None) -
     invocation = sql.SQL("{}({})").format(
         sql.Identifier(route.schema, route.function), sql.SQL(", ").join(named)
     )
-    source = sql.SQL("")
+    sources = []  # what the FROM clause reads: the bound values, the @etag version
     if names:
         columns = sql.SQL(", ").join(
             sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(route.argument(n).type))
             for n in names
         )
-        source = sql.SQL(" from pg_catalog.jsonb_to_record($1) as _({})").format(columns)
+        sources.append(sql.SQL("pg_catalog.jsonb_to_record($1) as _({})").format(columns))
+    if route.etag and not route.returns_set:
+        schema, _, function = route.etag.partition(".")
+        version = sql.SQL("(select ({}())::text as v) as _v")
+        sources.insert(0, version.format(sql.Identifier(schema, function)))
+    source = sql.SQL(" from ") + sql.SQL(", ").join(sources) if sources else sql.SQL("")
+    params = {"values": "jsonb", "body": "jsonb"}
     if route.returns_set:
         join = sql.SQL(", lateral ") if names else sql.SQL(" from ")
         statement = sql.SQL(
             "select coalesce(pg_catalog.json_agg(_r), '[]')::text{}{}{}{} as _r"
         ).format(sql.SQL(RESPONSE_SETTINGS), source, join, invocation)
+    elif route.etag:
+        # The version (in the same snapshot as the call): when it is the one the client
+        # holds ($3), the function is not called at all (app/http/etags.py).
+        statement = sql.SQL(
+            "select case when _v.v = $3 then null else pg_catalog.to_json({})::text end{}, _v.v{}"
+        ).format(invocation, sql.SQL(RESPONSE_SETTINGS), source)
+        params["version"] = "text"
     else:
         statement = sql.SQL("select pg_catalog.to_json({})::text{}{}").format(
             invocation, sql.SQL(RESPONSE_SETTINGS), source
         )
-    # Rendered once: names quoted the standard way. $1: the values, $2: the body.
-    return Statement.of(
-        route.function, statement.as_string(None), {"values": "jsonb", "body": "jsonb"}
-    )
+    # Rendered once: names quoted the standard way. $1: the values, $2: the body,
+    # $3: the version an If-None-Match names (@etag routes).
+    return Statement.of(route.function, statement.as_string(None), params)
 
 
 @lru_cache(maxsize=256)

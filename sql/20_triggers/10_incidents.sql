@@ -26,19 +26,26 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
     delta bigint;
+    changed bigint;
 begin
     if tg_op = 'TRUNCATE' then
-        update data.incident_counts set incidents = 0 where incidents <> 0;
+        update data.incident_counts
+        set incidents = 0, writes = writes + case when shard = 0 then 1 else 0 end;
         return null;
     elsif tg_op = 'INSERT' then
-        select count(*) into delta from new_rows;
+        select count(*) into changed from new_rows;
+        delta := changed;
+    elsif tg_op = 'UPDATE' then
+        select count(*) into changed from new_rows;
+        delta := 0;
     else
-        select -count(*) into delta from old_rows;
+        select count(*) into changed from old_rows;
+        delta := -changed;
     end if;
-    if delta <> 0 then
+    if changed > 0 then
         -- This backend's shard: concurrent writers do not queue on one counter row.
         update data.incident_counts
-        set incidents = incidents + delta
+        set incidents = incidents + delta, writes = writes + 1
         where shard = pg_catalog.pg_backend_pid() % 16;
     end if;
     return null;
@@ -46,7 +53,7 @@ end
 $$;
 
 comment on function internal.tg_incidents__count() is
-'Statement trigger on data.incidents: add the rows a statement inserted (new_rows) or subtract those it deleted (old_rows) on this backend''s shard of data.incident_counts; a truncate zeroes every shard. internal.recount_incidents() rebuilds the count.';
+'Statement trigger on data.incidents: add the rows a statement inserted (new_rows) or subtract those it deleted (old_rows) on this backend''s shard of data.incident_counts, and count the statement in its writes (the incidents'' version) when it changed any row (an update too); a truncate zeroes every shard. internal.recount_incidents() rebuilds the count.';
 
 create or replace function internal.tg_incidents__queue_event()
 returns trigger
@@ -250,6 +257,14 @@ for each statement execute function internal.tg_incidents__count();
 
 comment on trigger _100_count_deletes on data.incidents is
 'Keeps data.incident_counts: rows deleted.';
+
+create or replace trigger _100_count_updates
+after update on data.incidents
+referencing new table as new_rows
+for each statement execute function internal.tg_incidents__count();
+
+comment on trigger _100_count_updates on data.incidents is
+'Keeps data.incident_counts.writes (the version): rows updated.';
 
 create or replace trigger _100_count_truncates
 after truncate on data.incidents

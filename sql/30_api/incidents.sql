@@ -101,14 +101,26 @@ end
 $$;
 
 comment on function api.get_incident(bigint) is
-E'@http GET /api/v1/incidents/{id}\nOne incident by id; 404 when there is none.';
+E'@http GET /api/v1/incidents/{id}\n@etag api.incidents_version\nOne incident by id; 404 when there is none.';
 
 create view api.incident_count as
-select sum(c.incidents)::bigint as incidents
+select
+    sum(c.incidents)::bigint as incidents,
+    sum(c.writes)::bigint as version
 from data.incident_counts as c;
 
 comment on view api.incident_count is
-'How many incidents there are, without counting them: the sum of the trigger-maintained shards in data.incident_counts.';
+'How many incidents there are, without counting them: the sum of the trigger-maintained shards in data.incident_counts; version grows with every committed statement that changed incidents (an insert, update, delete or truncate, whoever wrote it).';
+
+create function api.incidents_version()
+returns bigint
+language sql
+stable
+parallel safe
+return (select c.version from api.incident_count as c);
+
+comment on function api.incidents_version() is
+'The incidents'' version (api.incident_count.version): the ETag of the incident routes (@etag) is made from it, so a client''s If-None-Match is answered 304 without rendering anything while no incident changed.';
 
 create function api.list_incidents(
     from_dispatched_at timestamptz default null,
@@ -223,6 +235,7 @@ comment on function api.list_incidents(
     timestamptz, timestamptz, text, text, text[], text, text, integer, integer
 ) is
 E'@http GET /api/v1/incidents\n'
+'@etag api.incidents_version\n'
 '@param page {"minimum": 1}\n'
 '@param page_size {"minimum": 1, "maximum": 200}\n'
 '@param incident_type {"maxLength": 200}\n'

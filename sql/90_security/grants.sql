@@ -13,6 +13,7 @@ grant usage on schema api to emberlog_anon, emberlog_ingest, emberlog_reader;
 
 -- psql users: read the views and the incident stream, nothing else.
 grant select on api.incidents, api.recent_incidents, api.incident_count to emberlog_reader;
+grant execute on function api.incidents_version() to emberlog_reader, emberlog_anon;
 grant select on api.events to emberlog_reader;
 grant execute on function
 api.iso8601(timestamptz),

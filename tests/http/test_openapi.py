@@ -61,13 +61,17 @@ async def test_the_document_is_valid_openapi_and_describes_the_sql_routes(client
         "q",
         "page",
         "page_size",
+        "If-None-Match",  # @etag: conditional requests
     ]
+    assert set(listing["responses"]) >= {"200", "304"}
+    assert "ETag" in listing["responses"]["304"]["headers"]
     page_size = params["page_size"]["schema"]["anyOf"][0]
     assert (page_size["minimum"], page_size["maximum"]) == (1, 200)  # from @param
     assert params["units"]["schema"]["type"] == "array" and params["units"]["explode"]
     assert params["from_dispatched_at"]["schema"]["anyOf"][0]["format"] == "date-time"
     item = doc["paths"][f"{INCIDENTS}/{{id}}"]["get"]
-    (id_param,) = item["parameters"]
+    id_param, conditional = item["parameters"]
+    assert conditional["name"] == "If-None-Match" and conditional["in"] == "header"
     assert id_param["in"] == "path" and id_param["required"]
     assert id_param["schema"]["format"] == "int64"
     assert "404" in item["responses"]

@@ -26,6 +26,7 @@ TRIGGERS = [  # data.incidents' triggers, in firing order (name order), and thei
     ("_100_count_deletes", "internal.tg_incidents__count"),
     ("_100_count_inserts", "internal.tg_incidents__count"),
     ("_100_count_truncates", "internal.tg_incidents__count"),
+    ("_100_count_updates", "internal.tg_incidents__count"),
     ("_500_record_event", "internal.tg_incidents__record_event"),
     ("_600_queue_alerts", "internal.tg_incidents__queue_alerts"),
     ("_900_queue_event", "internal.tg_incidents__queue_event"),
@@ -138,6 +139,7 @@ def test_rolling_back_the_counts_and_the_queue_and_migrating_again(fresh, refere
     with psycopg.connect(fresh, autocommit=True) as conn:
         create(conn, 3)
         assert pg.roll_back_to(fresh, "0005.role_timeouts") == [
+            "0011.incident_versions",
             "0010.alerts",
             "0009.traffic",
             "0008.event_envelopes",

@@ -27,6 +27,7 @@ def test_rolling_back_the_event_queue_publishes_what_is_queued(own_database):
     with psycopg.connect(own_database, autocommit=True) as conn:
         queued = conn.execute(CREATE, (json.dumps(payload()),)).fetchone()[0]
         assert pg.roll_back_to(own_database, "0006.incident_counts") == [
+            "0011.incident_versions",
             "0010.alerts",
             "0009.traffic",
             "0008.event_envelopes",
