@@ -106,7 +106,7 @@ E'@http GET /api/v1/incidents/{id}\n@etag api.incidents_version\nOne incident by
 create view api.incident_count as
 select
     sum(c.incidents)::bigint as incidents,
-    sum(c.writes)::bigint as version
+    sum(c.writes)::bigint as version  -- noqa: RF04
 from data.incident_counts as c;
 
 comment on view api.incident_count is
