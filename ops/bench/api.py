@@ -5,8 +5,9 @@ and a bare Falcon handler do on the same machine, in the same run.
    production defaults, rate limits off: all load comes from one address) and BENCH_ROWS
    seeded incidents (ops/bench/seed.sql, reproducible).
 2. wrk, 32 connections, a warm-up that is thrown away, then DURATION seconds per
-   scenario: healthz, get_by_id, list, list_filtered, list_search, create; the bare
-   reference handler (ops/bench/reference.py) on the get_by_id query; pgbench
+   scenario: healthz, get_by_id, list, list_304 (If-None-Match: 304), list_filtered,
+   list_search, create; the bare reference handler (ops/bench/reference.py) on the
+   get_by_id query; pgbench
    select-only with the same query and connection count: the database's ceiling.
 3. Growth: list, list_filtered and list_search at each size of --sizes, the table grown
    in place, with the count strategy the responses report.
@@ -45,7 +46,9 @@ from app.database.embedded import EmbeddedPostgres  # noqa: E402
 from ops.local import LocalServer, free_port, local_server, wait_ready  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-SCENARIOS = ("healthz", "get_by_id", "list", "list_filtered", "list_search", "create")
+# list_304: the list again, with If-None-Match naming its current ETag (issue 18's
+# conditional requests): nothing is rendered. Before create, which changes the version.
+SCENARIOS = ("healthz", "get_by_id", "list", "list_304", "list_filtered", "list_search", "create")
 GROWTH_SCENARIOS = ("list", "list_filtered", "list_search", "events", "events_filtered")
 TARGETS = {  # req/s on the 2-core reference machine (issue 5)
     "healthz": 20000,
@@ -267,8 +270,9 @@ def report(
     ]
     for name in SCENARIOS:
         run = runs[name]
+        target = f"{TARGETS[name]:,}" if name in TARGETS else "-"
         lines.append(
-            f"| {name} | {run.rps:,.0f} | {TARGETS[name]:,} | {run.p50_ms:.2f} | "
+            f"| {name} | {run.rps:,.0f} | {target} | {run.p50_ms:.2f} | "
             f"{run.p99_ms:.2f} | {run.errors} | {ratio(run.rps, healthz.rps)} | "
             f"{ratio(run.rps, ceiling.rps)} |"
         )
@@ -281,7 +285,9 @@ def report(
         "",
         f"get_by_id through the whole stack is **{ratio(runs['get_by_id'].rps, reference.rps)}** "
         "of the bare reference handler (target: 75 %). "
-        f"Worker RSS after the run: {', '.join(f'{r:.0f} MB' for r in rss)} (target: < 80 MB).",
+        f"Worker RSS after the run: {', '.join(f'{r:.0f} MB' for r in rss)} (target: < 80 MB). "
+        f"The 304 path (list_304) at **{runs['list_304'].rps / runs['list'].rps:.2f}x** the 200"
+        " path of the same list (target: >= 1.5x).",
         "",
         "| incidents and events | scenario | p50 ms | p99 ms | req/s | count strategy |",
         "|---:|---|---:|---:|---:|---|",
@@ -369,9 +375,19 @@ def scenarios(server: LocalServer, args: argparse.Namespace) -> dict[str, Run]:
                 BENCH_ROWS=str(args.rows),
                 BENCH_API_KEY=server.ingest_key,
                 BENCH_NONCE=uuid.uuid4().hex[:8],
+                BENCH_ETAG=current_etag(server.base, "/api/v1/incidents?page_size=50"),
             )
         say(describe(runs[name]))
     return runs
+
+
+def current_etag(base: str, path: str) -> str:
+    """The ETag a GET of path answers with now (checked: sent back, it is a 304)."""
+    etag = httpx.get(base + path, timeout=30).headers["etag"]
+    again = httpx.get(base + path, headers={"If-None-Match": etag}, timeout=30)
+    if again.status_code != 304:
+        raise RuntimeError(f"{path} with If-None-Match {etag}: {again.status_code}, not 304")
+    return etag
 
 
 def baselines(database_url: str, workdir: Path, args: argparse.Namespace) -> dict[str, Run]:

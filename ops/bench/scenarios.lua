@@ -1,6 +1,7 @@
 -- wrk script for `make bench`: one scenario per run, chosen by environment variables.
---   BENCH_SCENARIO  healthz | get_by_id | list | list_filtered | list_search | events |
---                   events_filtered | create | reference
+--   BENCH_SCENARIO  healthz | get_by_id | list | list_304 | list_filtered | list_search |
+--                   events | events_filtered | create | reference
+--   BENCH_ETAG      If-None-Match for list_304 (the list's current ETag: answered 304)
 --   BENCH_ROWS      ids are drawn from 1..BENCH_ROWS (get_by_id, reference)
 --   BENCH_API_KEY   X-API-Key for create
 --   BENCH_NONCE     makes create's source_audio unique across runs
@@ -11,6 +12,7 @@ local scenario = os.getenv("BENCH_SCENARIO") or "healthz"
 local rows = tonumber(os.getenv("BENCH_ROWS") or "20000")
 local api_key = os.getenv("BENCH_API_KEY") or ""
 local nonce = os.getenv("BENCH_NONCE") or "0"
+local etag = os.getenv("BENCH_ETAG") or ""
 
 local types = {
   "Structure%20Fire", "Medical%20Emergency", "Traffic%20Collision", "Vehicle%20Fire",
@@ -47,6 +49,7 @@ local paths = {
   get_by_id = function() return "/api/v1/incidents/" .. math.random(rows) end,
   reference = function() return "/incidents/" .. math.random(rows) end,
   list = function() return "/api/v1/incidents?page_size=50" end,
+  list_304 = function() return "/api/v1/incidents?page_size=50" end,
   list_filtered = function()
     return "/api/v1/incidents?page_size=50&incident_type=" .. pick(types) .. "&units=" .. pick(units)
   end,
@@ -72,6 +75,9 @@ end
 function request()
   if scenario == "create" then
     return create()
+  end
+  if scenario == "list_304" then
+    return wrk.format("GET", paths[scenario](), { ["If-None-Match"] = etag })
   end
   return wrk.format("GET", paths[scenario]())
 end
