@@ -33,7 +33,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from app.database.embedded import EmbeddedPostgres  # noqa: E402
+from ops.bench.traffic_stack import cpu_of  # noqa: E402
 from ops.local import LocalServer, free_port, local_server, wait_ready  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -74,6 +75,7 @@ class Run:
     p99_ms: float
     errors: int  # status >= 400 plus socket errors (wrk); failed transactions (pgbench)
     socket_errors: int = 0  # of errors: connect, read, write and timeout errors (wrk)
+    worker_cpu: tuple[float, ...] = ()  # CPU seconds of each server worker over the run
 
 
 Growth = tuple[int, dict[str, str], dict[str, Run]]  # incidents, count strategies, runs
@@ -287,7 +289,9 @@ def report(
         "of the bare reference handler (target: 75 %). "
         f"Worker RSS after the run: {', '.join(f'{r:.0f} MB' for r in rss)} (target: < 80 MB). "
         f"The 304 path (list_304) at **{runs['list_304'].rps / runs['list'].rps:.2f}x** the 200"
-        " path of the same list (target: >= 1.5x).",
+        " path of the same list (target: >= 1.5x). Worker CPU under get_by_id: "
+        f"{', '.join(f'{c:.1f} s' for c in runs['get_by_id'].worker_cpu)}, the busiest at "
+        f"**{spread(runs['get_by_id'].worker_cpu)}** the least busy (target: <= 1.2x).",
         "",
         "| incidents and events | scenario | p50 ms | p99 ms | req/s | count strategy |",
         "|---:|---|---:|---:|---:|---|",
@@ -366,9 +370,11 @@ def run(args: argparse.Namespace) -> str | None:
 def scenarios(server: LocalServer, args: argparse.Namespace) -> dict[str, Run]:
     """The API's scenarios (those of --scenarios), each with its warm-up."""
     runs = {}
+    pids = workers(server.pid)
     for name in [s for s in args.scenarios if s in SCENARIOS]:
+        before = cpu_of(pids)
         with profiling(server.pid, name, args):
-            runs[name] = measure(
+            run = measure(
                 server.base,
                 name,
                 args,
@@ -377,8 +383,16 @@ def scenarios(server: LocalServer, args: argparse.Namespace) -> dict[str, Run]:
                 BENCH_NONCE=uuid.uuid4().hex[:8],
                 BENCH_ETAG=current_etag(server.base, "/api/v1/incidents?page_size=50"),
             )
-        say(describe(runs[name]))
+        after = cpu_of(pids)
+        used = tuple(round(after[p] - before[p], 2) for p in pids if p in after and p in before)
+        runs[name] = replace(run, worker_cpu=used)
+        say(describe(runs[name]) + f"  worker CPU s {list(used)} (busiest/least {spread(used)})")
     return runs
+
+
+def spread(cpu: tuple[float, ...]) -> str:
+    """How much busier the busiest worker was than the least busy (1.00x: even)."""
+    return f"{max(cpu) / min(cpu):.2f}x" if len(cpu) > 1 and min(cpu) > 0 else "-"
 
 
 def current_etag(base: str, path: str) -> str:
