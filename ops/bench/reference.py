@@ -1,7 +1,8 @@
-"""The bare reference handler `make bench` measures the API against: a few lines of
-Falcon and psycopg-pool doing the primary-key lookup and returning PostgreSQL's JSON
-text. No routing table, roles, claims, limits or error mapping: what is left when the
-declarative layer is taken away. Run as ``uvicorn ops.bench.reference:app``."""
+"""The bare reference handlers `make bench` measures the API against: a few lines of
+Falcon and psycopg-pool doing the primary-key lookup (and the same list page the API's
+list runs) and returning PostgreSQL's JSON text, and a bare /healthz. No routing table,
+roles, claims, limits or error mapping: what is left when the declarative layer is
+taken away. Run as ``uvicorn ops.bench.reference:app``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import falcon.asgi
 from psycopg_pool import AsyncConnectionPool
 
 QUERY = "select api.incident_json(i)::text from api.incidents as i where i.id = %s"
+PAGE = "select api.list_incidents(page_size => 50)::text"  # the list scenario's SQL page
 
 
 class Incident:
@@ -25,6 +27,24 @@ class Incident:
             raise falcon.HTTPNotFound()
         resp.content_type = falcon.MEDIA_JSON
         resp.text = row[0]
+
+
+class Page:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute(PAGE)).fetchone()
+        assert row is not None
+        resp.content_type = falcon.MEDIA_JSON
+        resp.text = row[0]
+
+
+class Health:
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        resp.content_type = falcon.MEDIA_JSON
+        resp.text = '{"status": "ok"}'
 
 
 class Pool:
@@ -48,6 +68,8 @@ def create_app() -> falcon.asgi.App:
     )
     app = falcon.asgi.App(middleware=[Pool(pool)])
     app.add_route("/incidents/{id:int}", Incident(pool))
+    app.add_route("/incidents", Page(pool))
+    app.add_route("/healthz", Health())
     return app
 
 
