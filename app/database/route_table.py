@@ -47,7 +47,7 @@ class Route:
     channel: str | None = None  # set for a stream (@sse): the NOTIFY channel of its events
     position: str | None = None  # a stream's position=schema.function (resume by other ids)
     columns: tuple[str, ...] = ()  # the names of a TABLE function's output columns
-    etag: str | None = None  # @etag schema.function: the version its ETag is made from
+    etag: str | None = None  # @etag schema.function: the version its ETags are made from
     # Documentation only (@param lines, @body): not part of a route's identity or hash.
     schemas: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, compare=False)
     body_schema: Mapping[str, Any] | None = field(default=None, compare=False)

@@ -15,7 +15,10 @@ A GET route's ``@etag schema.function`` names a function of no arguments returni
 version of what the route reads (it must change with every committed change of it, from
 any writer): responses then carry an ETag made from it, and a request whose
 If-None-Match still names the version is answered 304 without calling the route's
-function (app/http/etags.py).
+function (app/http/etags.py). It runs before the route's function, in the same
+statement: it must not wait on a deploy's locks (read data tables, security definer,
+not api views), or the route's function would then be called by the oid the deploy
+dropped (api.incidents_version).
 
 Two more lines refine the OpenAPI document (app/http/openapi.py) where a signature says
 too little: ``@param name {json schema}`` adds JSON Schema keywords to an argument

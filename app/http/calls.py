@@ -102,6 +102,17 @@ class ConnectionLost(Exception):
     """The pooled connection died under the request (database restart, killed backend)."""
 
 
+# A deploy re-created the api schema while the request ran: it reached an object by the
+# oid the deploy dropped (an @etag route's version read accepts the deploy's catalog
+# changes before the route's function is looked up). Nothing ran: a read is tried again,
+# in a new transaction, which sees the new objects.
+STALE_OBJECT = ("cache lookup failed for", "could not open relation with OID")
+
+
+def _stale(exc: psycopg.Error) -> bool:
+    return exc.sqlstate == "XX000" and str(exc).startswith(STALE_OBJECT)
+
+
 async def execute(
     pool: AsyncConnectionPool, call: Call, context: Context, prepared: bool = True
 ) -> Result:
@@ -175,6 +186,8 @@ async def _with_connection(
                     if conn.info.transaction_status != TransactionStatus.IDLE:
                         with contextlib.suppress(psycopg.Error):
                             await conn.execute("rollback")
+                    if retry and attempt == 1 and _stale(exc):
+                        continue
                     raise (await explain(conn, exc) if explain else exc) from None
         except ConnectionLost as lost:
             if attempt == 2 or not retry:
