@@ -3,6 +3,10 @@ verify-webhook, psql.
 
 Every command an operator runs, a few lines each, sharing ``database()`` (which login
 each needs: app/database/logins.py); serve's start-up checks and line are app/startup.py.
+One job, the command table: each command's body and its arguments side by side, which is
+why it runs a little over ~250 lines. What a command does beyond wiring lives with its
+subject (verify-webhook in app/worker/verify.py, the background commands' loops in
+app/bridge/ and app/worker/).
 """
 
 from __future__ import annotations
@@ -11,8 +15,8 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 
 import psycopg
 
@@ -25,6 +29,7 @@ from .environment import from_env
 from .observability import logs
 from .settings import Settings, SettingsError, declared
 from .startup import check_logins, log_start, migrating
+from .worker.verify import add_arguments as verify_arguments
 
 log = logging.getLogger("emberlog.cli")
 
@@ -134,19 +139,23 @@ def cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def background(settings: Settings, run: Callable[[Settings], int]) -> int:
+    """A background command (mqtt-bridge, worker) logs in as the app does (DATABASE_URL,
+    else the embedded server's authenticator, as `make run` serves it), never as a
+    superuser (as serve)."""
+    with database(settings) as logins:
+        db.check_login(logins.app, settings)
+        return run(replace(settings, database_url=logins.app))
+
+
 def cmd_mqtt_bridge(settings: Settings, args: argparse.Namespace) -> int:
-    """The bridge logs in as the app does (DATABASE_URL, else the embedded server's
-    authenticator, as `make run` serves it)."""
     from .bridge import runner
 
-    with database(settings) as logins:
-        db.check_login(logins.app, settings)  # never a superuser, as serve
-        return runner.run(replace(settings, database_url=logins.app))
+    return background(settings, runner.run)
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    """The alert worker logs in as the app does (DATABASE_URL, else the embedded
-    server's authenticator) and runs as WORKER_ROLE."""
+    """The alert worker runs its transactions as WORKER_ROLE."""
     from .worker import runner, verify
 
     if settings.notifier_secret:  # refused now rather than on every notifier delivery
@@ -154,34 +163,13 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
             verify.check_secret(settings.notifier_secret)
         except verify.Invalid as exc:
             raise SettingsError(f"NOTIFIER_SECRET: {exc}") from None
-    with database(settings) as logins:
-        db.check_login(logins.app, settings)  # never a superuser, as serve
-        return runner.run(replace(settings, database_url=logins.app))
+    return background(settings, runner.run)
 
 
 def cmd_verify_webhook(settings: Settings, args: argparse.Namespace) -> int:
-    """Does a captured webhook request verify against a secret? Exit 0 or 1."""
     from .worker import verify
 
-    lines = list(args.header)
-    if args.headers_file:
-        lines += Path(args.headers_file).read_text().splitlines()
-    body = Path(args.body_file).read_bytes() if args.body_file else sys.stdin.buffer.read()
-    secret = (
-        Path(args.secret_file).read_text().strip()
-        if args.secret_file
-        else os.environ.get("WEBHOOK_SECRET", "")
-    )
-    if not secret:
-        print("give the secret: --secret-file F, or WEBHOOK_SECRET in the environment")
-        return 2
-    try:
-        msg_id = verify.verify(secret, verify.header_lines(lines), body, args.tolerance)
-    except verify.Invalid as exc:
-        print(f"invalid: {exc}")
-        return 1
-    print(f"valid: {msg_id}")
-    return 0
+    return verify.command(args)
 
 
 def cmd_psql(settings: Settings, args: argparse.Namespace) -> int:
@@ -236,20 +224,7 @@ def parser() -> argparse.ArgumentParser:
     check = sub.add_parser(
         "verify-webhook", help="check a captured webhook's signature (Standard Webhooks)"
     )
-    check.add_argument(
-        "--secret-file", metavar="F",
-        help="a file holding the channel's secret, whsec_... (default: the WEBHOOK_SECRET"
-        " environment variable; never on the command line, where ps would show it)",
-    )  # fmt: skip
-    check.add_argument("--headers-file", metavar="F", help="the request's headers, Name: value")
-    check.add_argument(
-        "--header", action="append", default=[], metavar="'NAME: VALUE'", help="one header"
-    )
-    check.add_argument("--body-file", metavar="F", help="the request's body (default: stdin)")
-    check.add_argument(
-        "--tolerance", type=float, default=300.0, metavar="SECONDS",
-        help="how far webhook-timestamp may be from now (default 300; 0: not checked)",
-    )  # fmt: skip
+    verify_arguments(check)
     check.set_defaults(func=cmd_verify_webhook)
     psql = sub.add_parser("psql", help="open psql on the database in use")
     psql.add_argument("psql_args", nargs=argparse.REMAINDER)

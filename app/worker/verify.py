@@ -11,13 +11,17 @@ is often older: the timestamp is checked here against --tolerance (0: not checke
 
 from __future__ import annotations
 
+import argparse
 import base64
 import binascii
 import hmac
+import os
 import re
+import sys
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from standardwebhooks.webhooks import Webhook
 
@@ -93,3 +97,45 @@ def verify(
         if hmac.compare_digest(want, given):
             return msg_id
     raise Invalid("no matching signature: wrong secret, or the body or headers were changed")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command's arguments (the secret never among them: ps would show it)."""
+    parser.add_argument(
+        "--secret-file", metavar="F",
+        help="a file holding the channel's secret, whsec_... (default: the WEBHOOK_SECRET"
+        " environment variable; never on the command line, where ps would show it)",
+    )  # fmt: skip
+    parser.add_argument("--headers-file", metavar="F", help="the request's headers, Name: value")
+    parser.add_argument(
+        "--header", action="append", default=[], metavar="'NAME: VALUE'", help="one header"
+    )
+    parser.add_argument("--body-file", metavar="F", help="the request's body (default: stdin)")
+    parser.add_argument(
+        "--tolerance", type=float, default=300.0, metavar="SECONDS",
+        help="how far webhook-timestamp may be from now (default 300; 0: not checked)",
+    )  # fmt: skip
+
+
+def command(args: argparse.Namespace) -> int:
+    """Read the capture and the secret, print the verdict: exit 0 (valid), 1 (invalid),
+    2 (no secret given)."""
+    lines = list(args.header)
+    if args.headers_file:
+        lines += Path(args.headers_file).read_text().splitlines()
+    body = Path(args.body_file).read_bytes() if args.body_file else sys.stdin.buffer.read()
+    secret = (
+        Path(args.secret_file).read_text().strip()
+        if args.secret_file
+        else os.environ.get("WEBHOOK_SECRET", "")
+    )
+    if not secret:
+        print("give the secret: --secret-file F, or WEBHOOK_SECRET in the environment")
+        return 2
+    try:
+        msg_id = verify(secret, header_lines(lines), body, args.tolerance)
+    except Invalid as exc:
+        print(f"invalid: {exc}")
+        return 1
+    print(f"valid: {msg_id}")
+    return 0
