@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.types.json import Jsonb
 
-from ..database.connections import connect_service
+from ..background import Backoff, Connection
 from ..settings import Settings
 from . import service
 
@@ -26,7 +26,6 @@ log = logging.getLogger("emberlog.bridge")
 
 INGEST = "select api.ingest_trunk_recorder(%s::jsonb)::jsonb"
 SET_ROLE = "select pg_catalog.set_config('role', %s, true)"
-MAX_BACKOFF_SECONDS = 30.0
 # SQLSTATE classes an error of the messages themselves raises (data exception,
 # integrity constraint, program limit): the batch is then tried message by message.
 MESSAGE_ERRORS = ("22", "23", "54")
@@ -42,8 +41,13 @@ class Sink:
     def __init__(self, settings: Settings) -> None:
         assert settings.database_url, "the bridge needs DATABASE_URL"
         self.settings = settings
-        self.connected = False
-        self._conn: psycopg.AsyncConnection | None = None
+        self.db = Connection(
+            settings, service.CONNECTED.labels("database"), service.RECONNECTS.labels("database")
+        )
+
+    @property
+    def connected(self) -> bool:
+        return self.db.connected
 
     async def open(self) -> None:
         """Connect, waiting (with backoff) for the database to answer."""
@@ -56,33 +60,20 @@ class Sink:
         return report["results"]
 
     async def _retrying(self, work: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
-        backoff = 0.5
+        backoff = Backoff()
         while True:
             try:
-                return await work(await self._connection())
+                return await work(await self.db.get())
             except psycopg.Error as exc:
-                if self._alive() and (exc.sqlstate or "")[:2] in MESSAGE_ERRORS:
+                if self.db.refused(exc, MESSAGE_ERRORS):
                     raise BatchFailed(str(exc)) from exc
                 # Anything else is the database's state, not the messages': a lost
                 # connection, a missing grant or function, a timeout. Nothing is
                 # acknowledged; the batch waits and is tried again.
-                await self._lost(exc, backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-
-    def _alive(self) -> bool:
-        return self._conn is not None and not self._conn.broken and not self._conn.closed
+                await self._lost(exc, backoff.next())
 
     async def close(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
-        self._set_connected(False)
-
-    async def _connection(self) -> psycopg.AsyncConnection:
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = None
-            self._conn = await connect_service(self.settings)
-            self._set_connected(True)
-        return self._conn
+        await self.db.close()
 
     async def _call(self, conn: psycopg.AsyncConnection, messages: list[Any]) -> dict[str, Any]:
         with service.BATCH_SECONDS.time():
@@ -94,20 +85,11 @@ class Sink:
         return row[0]
 
     async def _lost(self, exc: psycopg.Error, delay: float) -> None:
-        if self.connected:
-            service.RECONNECTS.labels("database").inc()
         log.warning(
             "database refused or unavailable (%s %s): retrying in %.1f s",
             exc.sqlstate or "connection",
             str(exc).strip(),
             delay,
         )
-        if self._conn is not None:
-            await self._conn.close()
-        self._conn = None
-        self._set_connected(False)
+        await self.db.lost()
         await asyncio.sleep(delay)
-
-    def _set_connected(self, value: bool) -> None:
-        self.connected = value
-        service.CONNECTED.labels("database").set(int(value))

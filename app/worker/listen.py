@@ -13,10 +13,10 @@ import logging
 
 import psycopg
 
+from ..background import Backoff
 from ..database.connections import connect_service
 from ..settings import Settings
 from . import service
-from .store import Backoff
 
 log = logging.getLogger("emberlog.worker")
 

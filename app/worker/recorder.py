@@ -19,9 +19,10 @@ import logging
 import time
 from collections.abc import Callable
 
+from ..background import Backoff
 from . import service
 from .records import Result
-from .store import Backoff, Refused, Store, Unavailable
+from .store import Refused, Store, Unavailable
 
 log = logging.getLogger("emberlog.worker")
 

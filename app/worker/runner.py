@@ -19,14 +19,14 @@ import os
 import socket
 from collections.abc import Awaitable, Callable
 
-from ..background import run_until_signalled
+from ..background import Backoff, run_until_signalled
 from ..settings import Settings
 from . import service
 from .listen import Listener
 from .recorder import Recorder
 from .records import Delivery
 from .sender import Sender
-from .store import Backoff, Store, Unavailable
+from .store import Store, Unavailable
 
 log = logging.getLogger("emberlog.worker")
 

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.types.json import Jsonb
 
-from ..database.connections import connect_service
+from ..background import Connection
 from ..settings import Settings
 from . import service
 from .records import Delivery, Result
@@ -52,30 +52,14 @@ class Refused(Exception):
     same call again would fail again."""
 
 
-DATA_ERRORS = ("22", "23")
-
-
-class Backoff:
-    """Capped exponential waits between attempts at something that keeps failing."""
-
-    def __init__(self, first: float = 0.5, most: float = 30.0) -> None:
-        self.first, self.most, self.delay = first, most, first
-
-    def next(self) -> float:
-        delay, self.delay = self.delay, min(self.delay * 2, self.most)
-        return delay
-
-    def reset(self) -> None:
-        self.delay = self.first
-
-
 class Store:
     def __init__(self, settings: Settings) -> None:
         assert settings.database_url, "the worker needs DATABASE_URL"
         self.settings = settings
         self.lease_seconds = settings.webhook_timeout_seconds + 10.0
-        self.connected = False
-        self._conn: psycopg.AsyncConnection | None = None
+        self.db = Connection(
+            settings, service.CONNECTED.labels("database"), service.RECONNECTS.labels("database")
+        )
         # One transaction at a time on the connection (claims, results and gauges come
         # from separate tasks; psycopg serialises statements, not transactions).
         self._lock = asyncio.Lock()
@@ -117,10 +101,12 @@ class Store:
         due = [oldest for status, _, oldest in rows if status in ("queued", "retrying")]
         service.QUEUE_OLDEST_DUE.set(max([0.0, *due]))
 
+    @property
+    def connected(self) -> bool:
+        return self.db.connected
+
     async def close(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
-        self._set_connected(False)
+        await self.db.close()
 
     async def _call(self, statement: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         async def work(conn: psycopg.AsyncConnection) -> list[tuple[Any, ...]]:
@@ -134,27 +120,12 @@ class Store:
 
     async def _once(self, work: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
         try:
-            return await work(await self._connection())
+            return await work(await self.db.get())
         except psycopg.Error as exc:
-            alive = self._conn is not None and not self._conn.broken and not self._conn.closed
-            if alive and (exc.sqlstate or "")[:2] in DATA_ERRORS:
+            if self.db.refused(exc):
                 log.error("database refused the call (%s %s)", exc.sqlstate, str(exc).strip())
                 raise Refused(str(exc)) from exc
-            if self.connected:
-                service.RECONNECTS.labels("database").inc()
             log.warning("database refused or unavailable (%s %s)",
                         exc.sqlstate or "connection", str(exc).strip())  # fmt: skip
-            await self.close()
-            self._conn = None
+            await self.db.lost()
             raise Unavailable(str(exc)) from exc
-
-    async def _connection(self) -> psycopg.AsyncConnection:
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = None
-            self._conn = await connect_service(self.settings)
-            self._set_connected(True)
-        return self._conn
-
-    def _set_connected(self, value: bool) -> None:
-        self.connected = value
-        service.CONNECTED.labels("database").set(int(value))
