@@ -131,9 +131,10 @@ declare
     matched_rules bigint[];
     fired bigint[];
     queued integer;
+    -- Whether every incident goes to a system destination too: read once.
+    systems boolean := exists (select from data.alert_system_destinations);
 begin
-    if not exists (select from data.alert_rules as r where r.enabled)
-        and not exists (select from data.alert_system_destinations) then
+    if not systems and not exists (select from data.alert_rules as r where r.enabled) then
         return null;  -- the common case, two index probes
     end if;
 
@@ -163,8 +164,7 @@ begin
             and (r.keywords_query is null or i.words @@ r.keywords_query)
             and (r.match_address is null or strpos(i.address, r.match_address) > 0);
 
-    if cardinality(matched_rules) = 0
-        and not exists (select from data.alert_system_destinations) then
+    if cardinality(matched_rules) = 0 and not systems then
         return null;
     end if;
 
@@ -178,7 +178,7 @@ begin
             e.received_at = n.created_at
             and e.event_type = 'dispatch.incident.created'
             and e.payload ->> 'incident_id' = n.id::text
-    where n.id = any(matched_incidents) or exists (select from data.alert_system_destinations)
+    where systems or n.id = any(matched_incidents)
     on conflict (incident_id) do nothing;
 
     -- Throttled rules: the first match fires when the rule's window has passed (the row
