@@ -43,19 +43,10 @@ class EmberlogApp(falcon.asgi.App):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
         if scope["type"] != "http":
             return await super().__call__(scope, receive, send)
-        watch = Watch()
+        watch = Watch(receive)
         scope[WATCH_KEY] = watch
-
-        async def watched_receive() -> dict[str, Any]:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                watch.release()
-            return message
-
-        watch.receive = watched_receive
-
         try:
-            await super().__call__(scope, watched_receive, send)
+            await super().__call__(scope, watch, send)
         except asyncio.CancelledError as exc:
             if exc.args != (DROPPED,):
                 raise
@@ -65,7 +56,7 @@ class EmberlogApp(falcon.asgi.App):
             logs.DROPPED_CLIENT.set(True)
         finally:
             watch.release()
-            watch.receive = None  # break the cycle (watch -> receive -> watch) at once
+            watch.receive = None  # the request is over: nothing more to read
 
 
 def create_app(settings: Settings | None = None) -> EmberlogApp:

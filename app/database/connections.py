@@ -19,7 +19,12 @@ def connect_kwargs(settings: Settings | None = None) -> dict[str, Any]:
     """Arguments for every connection the app makes (pools and listener). With
     PREPARED_STATEMENTS=false psycopg prepares nothing either: behind a pooler in
     transaction mode a statement prepared in one transaction may be gone in the next."""
-    kwargs: dict[str, Any] = {"autocommit": True, "application_name": "emberlog-api"}
+    # UTF-8: app/http/wire.py encodes the values it quotes so.
+    kwargs: dict[str, Any] = {
+        "autocommit": True,
+        "application_name": "emberlog-api",
+        "client_encoding": "utf8",
+    }
     if settings is not None and not settings.prepared_statements:
         kwargs["prepare_threshold"] = None
     return kwargs

@@ -29,9 +29,11 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
+from psycopg.pq.abc import PGresult
 from psycopg_pool import AsyncConnectionPool
 
 from ..database.route_table import Route
+from . import wire
 from .errors import ApiError, cannot_cast
 from .prepared import forget, prepare
 from .statements import CONTEXT, Statement, call_statement, script
@@ -126,10 +128,8 @@ async def execute(
     async def once(conn: psycopg.AsyncConnection) -> Result:
         statement = call.statement()
         read_only = call.route.read_only
-        cursor = await _transaction(conn, context, read_only, statement, call.params(), prepared)
-        row = await cursor.fetchone()
-        assert row is not None
-        body, status, headers, *version = row
+        result = await _transaction(conn, context, read_only, statement, call.params(), prepared)
+        body, status, headers, *version = wire.first_row(result)
         current = version[0] if version else None
         unchanged = current is not None and current == call.version
         return Result(
@@ -150,13 +150,13 @@ async def read_rows(
     context: Context,
     read_only: bool = True,
     prepared: bool = True,
-) -> list[tuple[Any, ...]]:
-    """A statement in the same per-request transaction; all its rows. Retried once on a
-    lost connection, so it must be safe to run twice (a read, or a publish of events)."""
+) -> list[wire.Row]:
+    """A statement in the same per-request transaction; all its rows, as text. Retried
+    once on a lost connection, so it must be safe to run twice (a read, or a publish of
+    events)."""
 
-    async def once(conn: psycopg.AsyncConnection) -> list[tuple[Any, ...]]:
-        cursor = await _transaction(conn, context, read_only, statement, params, prepared)
-        return await cursor.fetchall()
+    async def once(conn: psycopg.AsyncConnection) -> list[wire.Row]:
+        return wire.rows(await _transaction(conn, context, read_only, statement, params, prepared))
 
     return await _with_connection(pool, once, True)
 
@@ -203,16 +203,15 @@ async def _transaction(
     statement: Statement,
     params: dict[str, Any],
     prepared: bool,
-) -> psycopg.AsyncClientCursor[Any]:
+) -> PGresult:
     """The request settings, then the statement: one message, one implicit transaction,
-    one round trip. Returns the cursor on the statement's result."""
+    one round trip (app/http/wire.py). Returns the statement's result."""
     if prepared:
         await prepare(conn, (CONTEXT[read_only], statement), context.role)
-    cursor = psycopg.AsyncClientCursor(conn)
-    sent = script(statement, read_only, prepared)
-    await cursor.execute(sent, {**context.params(), **params})
-    cursor.nextset()
-    return cursor
+    message = script(statement, read_only, prepared).render(
+        {**context.params(), **params}, conn.pgconn
+    )
+    return await wire.run(conn, message)
 
 
 async def _name_bad_argument(

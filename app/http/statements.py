@@ -22,6 +22,7 @@ from functools import lru_cache
 from psycopg import sql
 
 from ..database.route_table import Route
+from .wire import Script
 
 SET_CONTEXT = (
     "select pg_catalog.set_config('role', $1, true),"
@@ -197,8 +198,8 @@ def position_statement(function: str) -> Statement:
 
 
 @lru_cache(maxsize=2048)
-def script(statement: Statement, read_only: bool, prepared: bool = True) -> str:
+def script(statement: Statement, read_only: bool, prepared: bool = True) -> Script:
     """The whole transaction around one statement, as one simple-query message."""
     if prepared:
-        return f"{CONTEXT[read_only].execute};\n{statement.execute}"
-    return f"{CONTEXT[read_only].inline};\n{statement.inline}"
+        return Script.of(f"{CONTEXT[read_only].execute};\n{statement.execute}")
+    return Script.of(f"{CONTEXT[read_only].inline};\n{statement.inline}")

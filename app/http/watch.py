@@ -19,23 +19,31 @@ WATCH_KEY = "emberlog.watch"
 class Watch:
     """The app's view of one HTTP connection: who to tell when the client goes away.
 
-    Falcon reads the disconnect message in a task of its own; the app wraps receive()
-    so a streaming client is released at once, not at the next write. For a plain
-    request, until_disconnect() reads the connection once the body is in, so a query
-    can be cancelled when its client leaves.
+    It is the receive() the app hands Falcon (wrapping the server's): Falcon reads the
+    disconnect message in a task of its own, and through this a streaming client is
+    released at once, not at the next write. For a plain request, until_disconnect()
+    reads the connection once the body is in, so a query can be cancelled when its
+    client leaves. One small object per connection, no closure: 10,000 idle streams
+    hold 10,000 of them (issue 18's memory target).
     """
 
     __slots__ = ("hub", "receive", "sub")
 
-    def __init__(self) -> None:
+    def __init__(self, receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
         self.hub: Hub | None = None
         self.sub: Subscriber | None = None
-        self.receive: Callable[[], Awaitable[dict[str, Any]]] | None = None  # set by the app
+        self.receive: Callable[[], Awaitable[dict[str, Any]]] | None = receive  # the server's
+
+    async def __call__(self) -> dict[str, Any]:
+        assert self.receive is not None
+        message = await self.receive()
+        if message["type"] == "http.disconnect":
+            self.release()
+        return message
 
     async def until_disconnect(self) -> None:
         """Return when the client has gone (call only after the body has been read)."""
-        assert self.receive is not None
-        while (await self.receive())["type"] != "http.disconnect":
+        while (await self())["type"] != "http.disconnect":
             pass
 
     def attach(self, hub: Hub, sub: Subscriber) -> None:

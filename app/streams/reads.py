@@ -53,7 +53,7 @@ async def fetch_events(
     names = tuple(a.name for a in route.stream_params if a.name in values)
     params: dict[str, Any] = {"after_id": after, "limit": limit}
     params.update({stream_param(n): values[n] for n in names})
-    return await read_rows(  # type: ignore[return-value]
+    rows = await read_rows(
         state.require_pool(),
         stream_statement(route, names),
         params,
@@ -61,6 +61,7 @@ async def fetch_events(
         read_only=context is not None,
         prepared=state.settings.prepared_statements,
     )
+    return [(int(r[0] or 0), *r[1:]) for r in rows]  # the event id: a bigint, as text
 
 
 async def find_position(state: AppState, route: Route, token: str, context: Context) -> int | None:
@@ -77,7 +78,8 @@ async def find_position(state: AppState, route: Route, token: str, context: Cont
         )
     except psycopg.DataError:  # e.g. not a uuid: no such event
         return None
-    return rows[0][0] if rows else None
+    position = rows[0][0] if rows else None
+    return int(position) if position is not None else None
 
 
 async def refresh_stream_metrics(state: AppState, every: float) -> None:

@@ -100,6 +100,7 @@ async def frames(
             except Exception as exc:  # e.g. the database is away: end; the client retries
                 log.warning("stream %s: replay failed (%s)", hub.route.template, exc)
                 return
+        context = None  # only the replay reads as the client: not held while it idles
         while not sub.closed:
             frame = _next(hub, sub)
             if frame is None:

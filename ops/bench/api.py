@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from app.database.embedded import EmbeddedPostgres  # noqa: E402
-from ops.bench.traffic_stack import cpu_of  # noqa: E402
+from ops.bench.traffic_stack import cpu_of, postgres_pids  # noqa: E402
 from ops.local import LocalServer, free_port, local_server, wait_ready  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -76,6 +76,8 @@ class Run:
     errors: int  # status >= 400 plus socket errors (wrk); failed transactions (pgbench)
     socket_errors: int = 0  # of errors: connect, read, write and timeout errors (wrk)
     worker_cpu: tuple[float, ...] = ()  # CPU seconds of each server worker over the run
+    app_us: float = float("nan")  # CPU of the server's workers per request (µs)
+    postgres_us: float = float("nan")  # CPU of PostgreSQL's processes per request (µs)
 
 
 Growth = tuple[int, dict[str, str], dict[str, Run]]  # incidents, count strategies, runs
@@ -123,11 +125,28 @@ def wrk(base: str, scenario: str, seconds: float, args: argparse.Namespace, **en
     )
 
 
-def measure(base: str, scenario: str, args: argparse.Namespace, **env: str) -> Run:
-    """Warm-up (thrown away), then the measured run."""
+def measure(
+    base: str, scenario: str, args: argparse.Namespace, server: int | None = None, **env: str
+) -> Run:
+    """Warm-up (thrown away), then the measured run; with the server's pid, what CPU its
+    workers and PostgreSQL's processes spent per request over that run (side by side:
+    where a difference in throughput comes from)."""
     if args.warmup > 0:
         wrk(base, scenario, args.warmup, args, **env)
-    return wrk(base, scenario, args.duration, args, **env)
+    if server is None:
+        return wrk(base, scenario, args.duration, args, **env)
+    app, database = workers(server), postgres_pids(args.pgdata)
+    before = cpu_of([*app, *database])
+    run = wrk(base, scenario, args.duration, args, **env)
+    after = cpu_of([*app, *database])
+    used = {p: after[p] - before[p] for p in after if p in before}
+    requests = run.rps * args.duration or 1.0
+    return replace(
+        run,
+        worker_cpu=tuple(round(used.get(p, 0.0), 2) for p in app),
+        app_us=1e6 * sum(used.get(p, 0.0) for p in app) / requests,
+        postgres_us=1e6 * sum(used.get(p, 0.0) for p in database) / requests,
+    )
 
 
 def pgbench(database_url: str, rows: int, args: argparse.Namespace, workdir: Path) -> Run:
@@ -203,7 +222,7 @@ def count_strategy(base: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def reference_server(database_url: str, workers: int, log_path: Path) -> Iterator[str]:
+def reference_server(database_url: str, workers: int, log_path: Path) -> Iterator[tuple[str, int]]:
     """ops/bench/reference.py under uvicorn, with the API's worker count."""
     port = free_port()
     environ = {**os.environ, "DATABASE_URL": database_url}
@@ -225,7 +244,7 @@ def reference_server(database_url: str, workers: int, log_path: Path) -> Iterato
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base, server, path="/incidents/1")
-        yield base
+        yield base, server.pid
     finally:
         server.terminate()
         server.wait(30)
@@ -365,6 +384,7 @@ def run(args: argparse.Namespace) -> str | None:
     }
     with tempfile.TemporaryDirectory(prefix="emberlog-bench-") as tmp:
         workdir = Path(tmp)
+        args.pgdata = workdir / "pg"  # local_server's PostgreSQL (its CPU per request)
         with local_server(workdir, **env) as server:
             say(f"seeding {args.rows:,} incidents")
             say(f"  {grow(server.database_url, args.rows):.1f} s")
@@ -382,22 +402,19 @@ def run(args: argparse.Namespace) -> str | None:
 def scenarios(server: LocalServer, args: argparse.Namespace) -> dict[str, Run]:
     """The API's scenarios (those of --scenarios), each with its warm-up."""
     runs = {}
-    pids = workers(server.pid)
     for name in [s for s in args.scenarios if s in SCENARIOS]:
-        before = cpu_of(pids)
         with profiling(server.pid, name, args):
-            run = measure(
+            runs[name] = measure(
                 server.base,
                 name,
                 args,
+                server.pid,
                 BENCH_ROWS=str(args.rows),
                 BENCH_API_KEY=server.ingest_key,
                 BENCH_NONCE=uuid.uuid4().hex[:8],
                 BENCH_ETAG=current_etag(server.base, "/api/v1/incidents?page_size=50"),
             )
-        after = cpu_of(pids)
-        used = tuple(round(after[p] - before[p], 2) for p in pids if p in after and p in before)
-        runs[name] = replace(run, worker_cpu=used)
+        used = runs[name].worker_cpu
         say(describe(runs[name]) + f"  worker CPU s {list(used)} (busiest/least {spread(used)})")
     return runs
 
@@ -419,9 +436,9 @@ def current_etag(base: str, path: str) -> str:
 def baselines(database_url: str, workdir: Path, args: argparse.Namespace) -> dict[str, Run]:
     """The bare reference handler and PostgreSQL alone, on the same data."""
     runs = {}
-    with reference_server(database_url, args.workers, workdir / "reference.log") as base:
+    with reference_server(database_url, args.workers, workdir / "reference.log") as (base, pid):
         for name in ("reference", "reference_healthz", "reference_list"):
-            runs[name] = measure(base, name, args, BENCH_ROWS=str(args.rows))
+            runs[name] = measure(base, name, args, pid, BENCH_ROWS=str(args.rows))
             say(describe(runs[name]))
     runs["pgbench"] = pgbench(database_url, args.rows, args, workdir)
     say(describe(runs["pgbench"]))
@@ -483,8 +500,9 @@ def describe(run: Run) -> str:
     return (
         f"{run.name:<14} {run.rps:>9,.0f} req/s  p50 {run.p50_ms:6.2f} ms  "
         f"p99 {run.p99_ms:6.2f} ms  errors {run.errors}"
-        f"{f' ({run.socket_errors} socket)' if run.socket_errors else ''}".replace("nan", "  -")
-    )
+        f"{f' ({run.socket_errors} socket)' if run.socket_errors else ''}"
+        f"  CPU/request µs: app {run.app_us:5.0f}, postgres {run.postgres_us:5.0f}"
+    ).replace("nan", "  -")
 
 
 def say(message: str) -> None:
