@@ -93,7 +93,7 @@ class Result:
     an @etag route, the version read with it (and the function was not called when that
     is the version the client holds: ``not_modified``)."""
 
-    body: str
+    body: bytes  # JSON, as PostgreSQL sent it
     status: str | None
     headers: str | None
     version: str | None = None
@@ -130,11 +130,11 @@ async def execute(
         read_only = call.route.read_only
         result = await _transaction(conn, context, read_only, statement, call.params(), prepared)
         body, status, headers, *version = wire.first_row(result)
-        current = version[0] if version else None
+        current = wire.text(version[0]) if version else None
         unchanged = current is not None and current == call.version
         return Result(
-            body if body is not None else "null", status or None, headers or None,
-            current, unchanged,
+            body if body is not None else b"null", wire.text(status) or None,
+            wire.text(headers) or None, current, unchanged,
         )  # fmt: skip
 
     async def explain(conn: psycopg.AsyncConnection, exc: psycopg.Error) -> Exception:

@@ -52,7 +52,7 @@ def apply_result(resp: Response, result: Result, default_status: int = 200) -> N
     """The function's JSON as the body, with the status and headers it set, if any."""
     resp.status = _status(result.status, default_status)
     resp.content_type = falcon.MEDIA_JSON
-    resp.text = result.body
+    resp.data = result.body
     for name, value in _headers(result.headers):
         resp.set_header(name, value)
 

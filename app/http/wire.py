@@ -107,14 +107,15 @@ def rows(result: pq.abc.PGresult) -> list[Row]:
     """Every row, each value as text (None for null)."""
     columns = range(result.nfields)
     return [
-        tuple(_text(result.get_value(r, c)) for c in columns) for r in range(result.ntuples)
+        tuple(text(result.get_value(r, c)) for c in columns) for r in range(result.ntuples)
     ]
 
 
-def first_row(result: pq.abc.PGresult) -> Row:
+def first_row(result: pq.abc.PGresult) -> tuple[bytes | None, ...]:
+    """The first row's values as PostgreSQL sent them (a response body stays bytes)."""
     assert result.ntuples > 0, "the statement returned no row"
-    return tuple(_text(result.get_value(0, c)) for c in range(result.nfields))
+    return tuple(result.get_value(0, c) for c in range(result.nfields))
 
 
-def _text(value: bytes | None) -> str | None:
+def text(value: bytes | None) -> str | None:
     return None if value is None else value.decode()
