@@ -106,9 +106,7 @@ async def run(conn: psycopg.AsyncConnection, message: bytes) -> pq.abc.PGresult:
 def rows(result: pq.abc.PGresult) -> list[Row]:
     """Every row, each value as text (None for null)."""
     columns = range(result.nfields)
-    return [
-        tuple(text(result.get_value(r, c)) for c in columns) for r in range(result.ntuples)
-    ]
+    return [tuple(text(result.get_value(r, c)) for c in columns) for r in range(result.ntuples)]
 
 
 def first_row(result: pq.abc.PGresult) -> tuple[bytes | None, ...]:

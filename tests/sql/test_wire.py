@@ -11,12 +11,14 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from app.http.wire import Script, literal
 from psycopg import pq
 
+from app.http.wire import Script, literal
+
 TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"))
-FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FAST = settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 def read_back(db: psycopg.Connection, script: str, **values: object) -> object:
