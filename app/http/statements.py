@@ -3,8 +3,8 @@
 in one simple-query message (one implicit transaction: see app/http/calls.py).
 
 Each statement comes in two forms. Prepared once per connection (app/http/prepared.py)
-and run by EXECUTE, its values quoted as literals by psycopg's client-side binding
-(AsyncClientCursor): preparing took PostgreSQL's CPU per get_by_id from 0.36 to
+and run by EXECUTE, its values quoted as literals (libpq's quoting: app/http/wire.py,
+which renders the message): preparing took PostgreSQL's CPU per get_by_id from 0.36 to
 0.28 ms (issue 5; docs/performance.md). Or inline: behind a pooler in transaction
 mode (PgBouncer), a connection's prepared statements are not the next transaction's,
 and PREPARED_STATEMENTS=false sends each statement whole instead, in the same one
@@ -92,8 +92,9 @@ class Statement:
 
 
 def inline(statement: str, values: list[str]) -> str:
-    """The statement with $n replaced by values[n - 1] and every other % doubled (for
-    psycopg's client-side binding); text in quotes is left as it is."""
+    """The statement with $n replaced by values[n - 1] and every other % doubled (the
+    message's placeholders are %(name)s: app/http/wire.py); text in quotes is left as
+    it is."""
 
     def value(match: re.Match[str]) -> str:
         number = match.group(1)
