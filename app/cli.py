@@ -27,7 +27,7 @@ from .database.embedded import EmbeddedPostgres
 from .database.logins import database
 from .environment import from_env
 from .observability import logs
-from .settings import Settings, SettingsError, declared
+from .settings import Settings, SettingsError
 from .startup import check_logins, log_start, migrating
 from .worker.verify import add_arguments as verify_arguments
 
@@ -119,23 +119,13 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-SECRET_VARIABLES = frozenset({"JWT_SECRET", "MQTT_PASSWORD", "NOTIFIER_SECRET"})
-
-
 def cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
-    """Every setting's variable and the value in force (URLs without passwords)."""
+    """Every setting's variable and the value in force (secrets hidden)."""
     if args.markdown:
         print(settings_docs.markdown(), end="")
         return 0
-    for one in declared():
-        value = getattr(settings, one.name)
-        if one.variable in SECRET_VARIABLES and value:
-            text = "(set)"
-        elif one.variable.endswith("DATABASE_URL") and value:
-            text = db.describe(value)
-        else:
-            text = settings_docs.shown(value)
-        print(f"{one.variable}={text}")
+    for line in settings_docs.in_force(settings):
+        print(line)
     return 0
 
 
@@ -158,11 +148,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     """The alert worker runs its transactions as WORKER_ROLE."""
     from .worker import runner, verify
 
-    if settings.notifier_secret:  # refused now rather than on every notifier delivery
-        try:
-            verify.check_secret(settings.notifier_secret)
-        except verify.Invalid as exc:
-            raise SettingsError(f"NOTIFIER_SECRET: {exc}") from None
+    verify.check_notifier_secret(settings)
     return background(settings, runner.run)
 
 

@@ -1,17 +1,21 @@
 """The settings as people read them, made from their one declaration (app/settings.py):
-the epilog of ``emberlog-api --help`` and docs/configuration.md, which
+the epilog of ``emberlog-api --help``, ``emberlog-api settings`` (the values in force,
+secrets hidden), and docs/configuration.md, which
 ``emberlog-api settings --markdown > docs/configuration.md`` writes and a test keeps in
 step with the code."""
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .settings import Declared, declared
+from .database.connections import describe
+from .settings import Declared, Settings, declared
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
+SECRET_VARIABLES = frozenset({"JWT_SECRET", "MQTT_PASSWORD", "NOTIFIER_SECRET"})
 HEADER = """# Configuration
 
 Environment variables, read once at start-up; an empty variable counts as unset.
@@ -30,6 +34,20 @@ def shown(value: Any) -> str:
     if isinstance(value, tuple):
         return ",".join(str(v) for v in value)
     return str(value)
+
+
+def in_force(settings: Settings) -> Iterator[str]:
+    """VARIABLE=value for every setting: a secret only as "(set)", a database URL
+    without its password."""
+    for one in declared():
+        value = getattr(settings, one.name)
+        if one.variable in SECRET_VARIABLES and value:
+            text = "(set)"
+        elif one.variable.endswith("DATABASE_URL") and value:
+            text = describe(value)
+        else:
+            text = shown(value)
+        yield f"{one.variable}={text}"
 
 
 def _row(one: Declared) -> str:

@@ -7,6 +7,7 @@ The signature is computed by the ``standardwebhooks`` library (Webhook.sign) and
 with each ``v1,`` signature in the header, as its Webhook.verify does. verify() itself is
 not called because it fixes the timestamp tolerance at 5 minutes, and a captured request
 is often older: the timestamp is checked here against --tolerance (0: not checked).
+The worker checks its NOTIFIER_SECRET with the same rule when it starts.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from standardwebhooks.webhooks import Webhook
+
+from ..settings import Settings, SettingsError
 
 HEADER_LINE = re.compile(r"^([A-Za-z0-9-]+):[ \t]*(.*?)\s*$")
 
@@ -55,6 +58,17 @@ def check_secret(secret: str) -> None:
         Webhook(secret)
     except Exception as exc:  # binascii.Error, EmptyWebhookSecretError
         raise Invalid(f"the secret is not whsec_<base64> ({exc})") from None
+
+
+def check_notifier_secret(settings: Settings) -> None:
+    """NOTIFIER_SECRET, when set, must be one the worker can sign with: refused at start
+    rather than on every notifier delivery."""
+    if not settings.notifier_secret:
+        return
+    try:
+        check_secret(settings.notifier_secret)
+    except Invalid as exc:
+        raise SettingsError(f"NOTIFIER_SECRET: {exc}") from None
 
 
 def verify(

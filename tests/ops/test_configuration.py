@@ -73,3 +73,25 @@ def test_old_names_still_work_and_say_so():
 def test_bad_values_are_refused_naming_the_variable(env):
     with pytest.raises(SettingsError, match=next(iter(env))):
         from_env(env)
+
+
+def test_the_settings_in_force_hide_secrets_and_passwords():
+    settings = Settings(
+        jwt_secret="s" * 32,
+        notifier_secret="whsec_" + "A" * 44,
+        database_url="postgresql://app:hunter2@db.example/emberlog",
+    )
+    lines = dict(line.split("=", 1) for line in settings_docs.in_force(settings))
+    assert lines["JWT_SECRET"] == lines["NOTIFIER_SECRET"] == "(set)"
+    assert "hunter2" not in lines["DATABASE_URL"] and "db.example" in lines["DATABASE_URL"]
+    assert lines["MQTT_PASSWORD"] == "unset"
+    assert set(lines) == {one.variable for one in declared()}
+
+
+def test_the_worker_refuses_a_notifier_secret_it_cannot_sign_with():
+    from app.worker.verify import check_notifier_secret
+
+    check_notifier_secret(Settings())  # unset: nothing to check
+    check_notifier_secret(Settings(notifier_secret="whsec_" + "A" * 44))
+    with pytest.raises(SettingsError, match="NOTIFIER_SECRET"):
+        check_notifier_secret(Settings(notifier_secret="whsec_!!"))
