@@ -117,3 +117,8 @@ def first_row(result: pq.abc.PGresult) -> tuple[bytes | None, ...]:
 
 def text(value: bytes | None) -> str | None:
     return None if value is None else value.decode()
+
+
+def integer(value: str | None) -> int | None:
+    """A bigint column of rows(), as the number it is (None for null)."""
+    return None if value is None else int(value)

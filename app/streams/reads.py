@@ -15,6 +15,7 @@ import psycopg
 from ..database.route_table import Route
 from ..http.calls import Context, read_rows
 from ..http.statements import position_statement, stream_param, stream_statement
+from ..http.wire import integer
 from .hub import Row
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ async def fetch_events(
         read_only=context is not None,
         prepared=state.settings.prepared_statements,
     )
-    return [(int(r[0] or 0), *r[1:]) for r in rows]  # the event id: a bigint, as text
+    return [(integer(r[0]), *r[1:]) for r in rows]  # the event id: a bigint, as text
 
 
 async def find_position(state: AppState, route: Route, token: str, context: Context) -> int | None:
@@ -78,8 +79,7 @@ async def find_position(state: AppState, route: Route, token: str, context: Cont
         )
     except psycopg.DataError:  # e.g. not a uuid: no such event
         return None
-    position = rows[0][0] if rows else None
-    return int(position) if position is not None else None
+    return integer(rows[0][0]) if rows else None
 
 
 async def refresh_stream_metrics(state: AppState, every: float) -> None:
