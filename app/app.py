@@ -15,7 +15,7 @@ from .environment import from_env
 from .http import docs, errors
 from .http.documents import Metrics, OpenApi
 from .http.gateway import Gateway
-from .http.middleware import Limits, RequestLog, SecurityHeaders
+from .http.middleware import Edge
 from .http.watch import WATCH_KEY, Watch
 from .lifespan import Lifespan, Scope
 from .observability import logs
@@ -70,9 +70,7 @@ def create_app(settings: Settings | None = None) -> EmberlogApp:
         middleware=[
             Lifespan(state),
             *([state.tracing.middleware()] if state.tracing is not None else []),
-            RequestLog(state.metrics, settings.access_log, settings.access_log_slow_ms),
-            SecurityHeaders(),
-            Limits(settings, state.limits),
+            Edge(settings, state.limits, state.metrics),
             falcon.CORSMiddleware(allow_origins=cors_origins, expose_headers=EXPOSED_HEADERS),
         ],
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from typing import Any
 
@@ -52,6 +52,14 @@ class Route:
     schemas: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, compare=False)
     body_schema: Mapping[str, Any] | None = field(default=None, compare=False)
 
+    def __hash__(self) -> int:
+        return self._hash
+
+    @cached_property
+    def _hash(self) -> int:
+        """Worked out once: a route keys the statement caches on every request."""
+        return hash(tuple(getattr(self, f.name) for f in fields(self) if f.compare))
+
     @property
     def is_stream(self) -> bool:
         return self.channel is not None
@@ -89,6 +97,10 @@ def compile_template(template: str) -> re.Pattern[str]:
     return re.compile(f"^{regex}$")
 
 
+def _segments(path: str) -> int:
+    return path.rstrip("/").count("/")
+
+
 @dataclass(frozen=True)
 class Match:
     """The route a request resolved to, with its path parameters."""
@@ -98,10 +110,19 @@ class Match:
 
 
 class RouteTable:
-    """Every declared route; matched against (method, path) per request."""
+    """Every declared route; matched against (method, path) per request.
+
+    Built once per reload: the routes grouped by method and by how many segments their
+    path has (a parameter is one segment, never a "/"), in declaration order, so a
+    request tries only the few routes that could match, and the first that does wins
+    as in a scan of the whole table."""
 
     def __init__(self, routes: Iterable[Route]) -> None:
         self.routes = tuple(routes)
+        self.candidates: dict[tuple[str, int], tuple[Route, ...]] = {}
+        for route in self.routes:
+            key = (route.method, _segments(route.template))
+            self.candidates[key] = (*self.candidates.get(key, ()), route)
 
     def __len__(self) -> int:
         return len(self.routes)
@@ -110,9 +131,9 @@ class RouteTable:
         """The route for method + path; None if no route has this path or method."""
         path = path.rstrip("/") or "/"
         method = "GET" if method == "HEAD" else method
-        for route in self.routes:
+        for route in self.candidates.get((method, _segments(path)), ()):
             found = route.pattern.match(path)
-            if found and route.method == method:
+            if found:
                 return Match(route, found.groupdict())
         return None
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -46,8 +46,8 @@ class Context:
     """Who is asking, and about what: becomes the transaction's role and settings."""
 
     role: str
-    claims: Mapping[str, Any]
-    headers: Mapping[str, str]
+    claims: str  # request.jwt.claims: JSON text (Identity.claims_json)
+    headers: str  # request.headers: JSON text
     method: str
     path: str
     base_url: str
@@ -57,8 +57,8 @@ class Context:
         """SET_CONTEXT's values (underscored: a route's statement names its own)."""
         return {
             "_role": self.role,
-            "_claims": json.dumps(self.claims),
-            "_headers": json.dumps(self.headers),
+            "_claims": self.claims,
+            "_headers": self.headers,
             "_method": self.method,
             "_path": self.path,
             "_base_url": self.base_url,
@@ -169,26 +169,32 @@ async def _with_connection(
 ) -> T:
     for attempt in (1, 2):
         try:
-            async with pool.connection() as conn:
-                try:
-                    return await once(conn)
-                except psycopg.errors.InvalidSqlStatementName:
-                    # Our record of this connection's statements was stale (someone ran
-                    # DEALLOCATE or DISCARD): the message failed as a whole, so nothing
-                    # ran. Forget the record and go again, write or not.
-                    forget(conn)
-                    if attempt == 2:
-                        raise  # gone again: not our connection's (errors.POOLER_HINT)
+            # getconn/putconn, not pool.connection(): its context managers (the pool's and
+            # the connection's, which commits on the way out) did nothing our one message
+            # needs, at a few per cent of a request's Python (issue 18). putconn rolls
+            # back or replaces a connection not left idle.
+            conn = await pool.getconn()
+            try:
+                return await once(conn)
+            except psycopg.errors.InvalidSqlStatementName:
+                # Our record of this connection's statements was stale (someone ran
+                # DEALLOCATE or DISCARD): the message failed as a whole, so nothing
+                # ran. Forget the record and go again, write or not.
+                forget(conn)
+                if attempt == 2:
+                    raise  # gone again: not our connection's (errors.POOLER_HINT)
+                continue
+            except psycopg.Error as exc:
+                if conn.broken:
+                    raise ConnectionLost() from exc
+                if conn.info.transaction_status != TransactionStatus.IDLE:
+                    with contextlib.suppress(psycopg.Error):
+                        await conn.execute("rollback")
+                if retry and attempt == 1 and _stale(exc):
                     continue
-                except psycopg.Error as exc:
-                    if conn.broken:
-                        raise ConnectionLost() from exc
-                    if conn.info.transaction_status != TransactionStatus.IDLE:
-                        with contextlib.suppress(psycopg.Error):
-                            await conn.execute("rollback")
-                    if retry and attempt == 1 and _stale(exc):
-                        continue
-                    raise (await explain(conn, exc) if explain else exc) from None
+                raise (await explain(conn, exc) if explain else exc) from None
+            finally:
+                await pool.putconn(conn)
         except ConnectionLost as lost:
             if attempt == 2 or not retry:
                 raise lost.__cause__ from None  # type: ignore[misc]

@@ -2,7 +2,7 @@
 browser. The page, its set-up script and swagger-ui's files are all served from here
 (swagger-ui's from the installed swagger-ui-py package): no CDN, it works offline, and
 the page's Content-Security-Policy (CONTENT_SECURITY_POLICY, which
-middleware.SecurityHeaders sets on PATH alone) admits this origin only, nothing inline.
+middleware.Edge sets on PATH alone) admits this origin only, nothing inline.
 
     /docs                          the page; no-cache, as it names the assets' version
     /docs/init.js                  the set-up script: a file, so no 'unsafe-inline'

@@ -14,6 +14,7 @@ is not called at all and the answer is a 304 with no body.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -25,6 +26,16 @@ from ..database.route_table import Route
 from ..settings import Settings
 
 TAG = re.compile(r'^(?:W/)?"v(\d{1,20})-([0-9a-f]{16})"$')
+# One encoder for every tag (json.dumps with options builds a new one per call).
+ENCODER = json.JSONEncoder(sort_keys=True, default=str, separators=(",", ":"))
+
+
+@functools.lru_cache(maxsize=16)
+def _key(fingerprint: str | None, public_url: str | None, db_settings: object, zone: str) -> bytes:
+    """What every tag of this process depends on until the next reload, hashed once: the
+    API schema's generation and the settings SQL reads (the digest's key)."""
+    text = ENCODER.encode([fingerprint, public_url, db_settings, zone])
+    return hashlib.blake2b(text.encode()).digest()
 
 
 @dataclass(frozen=True)
@@ -42,12 +53,10 @@ class Tag:
         fingerprint: str | None,
         settings: Settings,
     ) -> Tag:
-        named = [
-            route.method, route.template, values, claims.get("role"), claims.get("sub"),
-            fingerprint, settings.public_url, settings.db_settings, settings.naive_timezone,
-        ]  # fmt: skip
-        text = json.dumps(named, sort_keys=True, default=str, separators=(",", ":"))
-        return cls(hashlib.blake2b(text.encode(), digest_size=8).hexdigest())
+        named = [route.method, route.template, values, claims.get("role"), claims.get("sub")]
+        key = _key(fingerprint, settings.public_url, settings.db_settings, settings.naive_timezone)
+        digest = hashlib.blake2b(ENCODER.encode(named).encode(), digest_size=8, key=key)
+        return cls(digest.hexdigest())
 
     def held(self, if_none_match: str | None) -> str | None:
         """The version of the client's copy, when its If-None-Match names one of ours."""

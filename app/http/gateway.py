@@ -39,8 +39,8 @@ def request_context(
     headers = {k.lower(): v for k, v in req.headers.items() if k.lower() not in SECRET_HEADERS}
     return Context(
         role=identity.role,
-        claims=identity.claims,
-        headers=headers,
+        claims=identity.claims_json,
+        headers=json.dumps(headers),
         method=req.method,
         path=req.path,
         base_url=settings.public_url or "",
@@ -110,9 +110,14 @@ class Gateway:
         refuse_cross_site_write(req, settings)
         # Streams are capped by MAX_STREAMS_PER_ADDRESS instead (a burst of reconnecting
         # EventSources must not meet a 429: they would give up for good).
-        counted = not match.route.is_stream and not carries_credentials(req, settings)
+        in_flight = self.state.in_flight
+        counted = (
+            in_flight.limit > 0
+            and not match.route.is_stream
+            and not carries_credentials(req, settings)
+        )
         address = of_request(req, settings.trusted_proxies) if counted else None
-        with self.state.in_flight.hold(address):
+        with in_flight.hold(address):
             await self._serve(req, resp, match)
 
     async def _serve(self, req: Request, resp: Response, match: Match) -> None:

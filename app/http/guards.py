@@ -112,7 +112,10 @@ class RouteSlots:
         if slots is None:
             slots = self.slots[route] = asyncio.Semaphore(self.size)
         try:
-            await asyncio.wait_for(slots.acquire(), self.timeout)
+            if slots.locked():  # wait_for runs the wait as a task: only when waiting
+                await asyncio.wait_for(slots.acquire(), self.timeout)
+            else:
+                await slots.acquire()  # a free slot: taken at once, nothing scheduled
         except TimeoutError:
             raise ApiError(
                 503,

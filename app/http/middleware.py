@@ -56,34 +56,61 @@ class RequestIds:
         return f"{self.prefix}{next(self.counter) & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
-class RequestLog:
-    """Honours or creates X-Request-ID, echoes it, counts every request in the metrics
-    (route template, method, status, duration), and logs one JSON line per request
-    worth a line: ACCESS_LOG=all (every request), errors (the default: status >= 400,
-    or slower than ACCESS_LOG_SLOW_MS), off. Measured in issue 5, a line per request
-    cost healthz 40 % of its throughput; /metrics counts every request anyway."""
+class Edge:
+    """What every request passes on its way in and out, in one middleware (one await
+    each way, not three: issue 18's profiles), in this order:
 
-    def __init__(self, metrics: Metrics, mode: str = "errors", slow_ms: float = 1000.0) -> None:
+    - in: honour or create X-Request-ID; then the limits checked before
+      authentication: 431 for too many or too large headers, 429 when the client
+      address is over its rate (health, metrics and preflights are never limited by
+      rate; a stream counts once, at connect);
+    - out, on every response Falcon sends (errors, 404s and streams included: it runs
+      before the first byte, whatever happened): SECURITY_HEADERS (a page of
+      PAGE_POLICIES gets its own Content-Security-Policy), the X-Request-ID echoed;
+      every request counted in the metrics (route template, method, status, duration);
+      and one JSON line per request worth a line: ACCESS_LOG=all (every request),
+      errors (the default: status >= 400, or slower than ACCESS_LOG_SLOW_MS), off.
+      Measured in issue 5, a line per request cost healthz 40 % of its throughput;
+      /metrics counts every request anyway.
+    """
+
+    def __init__(self, settings: Settings, limits: RateLimits, metrics: Metrics) -> None:
         self.ids = RequestIds()
+        self.settings = settings
+        self.limits = limits
         self.metrics = metrics
-        self.mode = mode
-        self.slow_ms = slow_ms
+        self.mode = settings.access_log
+        self.slow_ms = settings.access_log_slow_ms
 
     async def process_request(self, req: Request, resp: Response) -> None:
+        context = req.context
         given = req.get_header("X-Request-ID") or ""
-        req.context.request_id = given if REQUEST_ID.match(given) else self.ids.next()
-        req.context.started = time.perf_counter()
-        req.context.route = None
-        req.context.role = None
+        context.request_id = given if REQUEST_ID.match(given) else self.ids.next()
+        context.started = time.perf_counter()
+        context.route = None
+        context.role = None
+        check_headers(raw_headers(req), self.settings)
+        if self.limits.per_address is None or req.method == "OPTIONS":
+            return
+        if req.path not in EXEMPT_PATHS:
+            self.limits.check_address(of_request(req, self.settings.trusted_proxies))
 
     async def process_response(
         self, req: Request, resp: Response, resource: Any, req_succeeded: bool
     ) -> None:
+        resp.set_headers(SECURITY_HEADERS)
+        policy = PAGE_POLICIES.get(req.path)
+        if policy is not None:
+            resp.set_header("Content-Security-Policy", policy)
         resp.set_header("X-Request-ID", req.context.request_id)
-        status = resp.status_code
-        seconds = time.perf_counter() - req.context.started
+        self._record(req, resp.status_code)
+
+    def _record(self, req: Request, status: int) -> None:
+        """The metrics, and the log line when the request is worth one."""
+        context = req.context
+        seconds = time.perf_counter() - context.started
         # A bounded label: a route template, a fixed path, or "unmatched" (never a path).
-        route = req.context.route or req.uri_template or UNMATCHED
+        route = context.route or req.uri_template or UNMATCHED
         self.metrics.observe(route, req.method, status, seconds)
         duration = seconds * 1000
         if self.mode == "off" or (
@@ -98,8 +125,8 @@ class RequestLog:
                 "route": route,
                 "status": int(status),
                 "duration_ms": round(duration, 2),
-                "request_id": req.context.request_id,
-                "role": req.context.role,
+                "request_id": context.request_id,
+                "role": context.role,
             },
         )
 
@@ -113,46 +140,16 @@ def raw_headers(req: Request) -> Sequence[tuple[bytes | str, bytes | str]]:
     return list(req.headers.items())
 
 
-class SecurityHeaders:
-    """Sets SECURITY_HEADERS on every response Falcon sends: errors, 404s and streams
-    included (process_response runs before the first byte, whatever happened); a page
-    of PAGE_POLICIES gets its own Content-Security-Policy instead."""
-
-    async def process_response(
-        self, req: Request, resp: Response, resource: Any, req_succeeded: bool
-    ) -> None:
-        resp.set_headers(SECURITY_HEADERS)
-        policy = PAGE_POLICIES.get(req.path)
-        if policy is not None:
-            resp.set_header("Content-Security-Policy", policy)
-
-
-class Limits:
-    """Before authentication: 431 for too many or too large headers, then 429 when the
-    client address is over its rate. Health, metrics and preflights are never limited
-    by rate; a stream counts once, at connect."""
-
-    def __init__(self, settings: Settings, limits: RateLimits) -> None:
-        self.settings = settings
-        self.limits = limits
-
-    async def process_request(self, req: Request, resp: Response) -> None:
-        self._check_headers(raw_headers(req))
-        if req.method == "OPTIONS" or req.path in EXEMPT_PATHS:
-            return
-        if self.limits.per_address is not None:
-            self.limits.check_address(of_request(req, self.settings.trusted_proxies))
-
-    def _check_headers(self, headers: Sequence[tuple[bytes | str, bytes | str]]) -> None:
-        settings = self.settings
-        size = sum(len(name) + len(value) for name, value in headers)
-        if len(headers) > settings.max_headers or size > settings.max_header_bytes:
-            raise ApiError(
-                431,
-                "the request headers are too many or too large",
-                "headers_too_large",
-                details={
-                    "max_headers": settings.max_headers,
-                    "max_header_bytes": settings.max_header_bytes,
-                },
-            )
+def check_headers(headers: Sequence[tuple[bytes | str, bytes | str]], settings: Settings) -> None:
+    """431 for more than MAX_HEADERS headers, or more than MAX_HEADER_BYTES of them."""
+    size = sum(len(name) + len(value) for name, value in headers)
+    if len(headers) > settings.max_headers or size > settings.max_header_bytes:
+        raise ApiError(
+            431,
+            "the request headers are too many or too large",
+            "headers_too_large",
+            details={
+                "max_headers": settings.max_headers,
+                "max_header_bytes": settings.max_header_bytes,
+            },
+        )

@@ -15,7 +15,7 @@ Connections speak UTF-8 (app/database/connections.py), so values are encoded so.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,23 +50,24 @@ class Script:
 
     def render(self, values: Mapping[str, Any], pgconn: pq.abc.PGconn) -> bytes:
         """The text with each placeholder replaced by its value as a literal."""
-        escaping = pq.Escaping(pgconn)
+        escape = pq.Escaping(pgconn).escape_literal
         parts = [self.chunks[0]]
         for name, chunk in zip(self.names, self.chunks[1:], strict=True):
-            parts.append(literal(values[name], escaping))
+            parts.append(literal(values[name], escape))
             parts.append(chunk)
         return b"".join(parts)
 
 
-def literal(value: Any, escaping: pq.Escaping) -> bytes:
-    """A value as an SQL literal: null, or its text quoted (libpq's quoting), which
-    PostgreSQL reads as the parameter's declared type (a list as an array's text)."""
+def literal(value: Any, escape: Callable[[bytes], bytes]) -> bytes:
+    """A value as an SQL literal: null, or its text quoted (libpq's quoting: escape),
+    which PostgreSQL reads as the parameter's declared type (a list as an array's
+    text)."""
     if value is None:
         return b"null"
-    text = _text_of(value).encode()
+    text = (value if type(value) is str else _text_of(value)).encode()
     if b"\x00" in text:  # as psycopg's own text adapter says it
         raise psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
-    return escaping.escape_literal(text)
+    return escape(text)
 
 
 def _text_of(value: Any) -> str:

@@ -29,8 +29,8 @@ def stream_context(state: AppState, route: Route) -> Context:
     anonymous = state.auth.anonymous
     return Context(
         role=anonymous.role,
-        claims=anonymous.claims,
-        headers={},
+        claims=anonymous.claims_json,
+        headers="{}",
         method="GET",
         path=route.template,
         base_url=state.settings.public_url or "",

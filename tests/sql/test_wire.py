@@ -54,8 +54,8 @@ def test_percent_signs_and_placeholders_in_the_text():
 
 
 def test_nul_is_refused_as_psycopg_refuses_it(db):
-    escaping = pq.Escaping(db.pgconn)
+    escape = pq.Escaping(db.pgconn).escape_literal
     with pytest.raises(psycopg.DataError, match="NUL"):
-        literal("a\x00b", escaping)
+        literal("a\x00b", escape)
     with pytest.raises(psycopg.DataError, match="NUL"):
-        literal(["ok", "a\x00b"], escaping)
+        literal(["ok", "a\x00b"], escape)
