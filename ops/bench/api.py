@@ -6,9 +6,11 @@ and a bare Falcon handler do on the same machine, in the same run.
    seeded incidents (ops/bench/seed.sql, reproducible).
 2. wrk, 32 connections, a warm-up that is thrown away, then DURATION seconds per
    scenario: healthz, get_by_id, list, list_304 (If-None-Match: 304), list_filtered,
-   list_search, create; the bare reference handler (ops/bench/reference.py) on the
-   get_by_id query; pgbench
-   select-only with the same query and connection count: the database's ceiling.
+   list_search, create; the bare reference handlers (ops/bench/reference.py) on the
+   get_by_id query, healthz and the list's SQL page; pgbench select-only with the same
+   query and connection count: the database's ceiling. Then issue 18's ratios side by
+   side (ops/bench/pairs.py): each scenario and its bare handler back to back, --rounds
+   times, the median held against the target.
 3. Growth: list, list_filtered and list_search at each size of --sizes, the table grown
    in place, with the count strategy the responses report.
 4. RSS of each worker after the run; the table printed, and written into
@@ -43,6 +45,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from app.database.embedded import EmbeddedPostgres  # noqa: E402
+from ops.bench.pairs import Pair, side_by_side  # noqa: E402
+from ops.bench.pairs import report as pairs_report  # noqa: E402
+from ops.bench.pairs import spread as worker_spread  # noqa: E402
 from ops.bench.traffic_stack import cpu_of, postgres_pids  # noqa: E402
 from ops.local import LocalServer, free_port, local_server, wait_ready  # noqa: E402
 
@@ -279,6 +284,7 @@ def report(
     growth: list[Growth],
     rss: list[float],
     args: argparse.Namespace,
+    pairs: list[Pair],
 ) -> str:
     healthz, ceiling, reference = runs["healthz"], runs["pgbench"], runs["reference"]
     lines = [
@@ -322,6 +328,7 @@ def report(
         " path of the same list (target: >= 1.5x). Worker CPU under get_by_id: "
         f"{', '.join(f'{c:.1f} s' for c in runs['get_by_id'].worker_cpu)}, the busiest at "
         f"**{spread(runs['get_by_id'].worker_cpu)}** the least busy (target: <= 1.2x).",
+        *pairs_report(pairs),
         "",
         "| incidents and events | scenario | p50 ms | p99 ms | req/s | count strategy |",
         "|---:|---|---:|---:|---:|---|",
@@ -389,14 +396,36 @@ def run(args: argparse.Namespace) -> str | None:
             say(f"seeding {args.rows:,} incidents")
             say(f"  {grow(server.database_url, args.rows):.1f} s")
             runs = scenarios(server, args)
+            pairs: list[Pair] = []
             if "reference" in args.scenarios or "get_by_id" in args.scenarios:
-                runs.update(baselines(server.database_url, workdir, args))
+                log = workdir / "reference.log"
+                with reference_server(server.database_url, args.workers, log) as reference:
+                    runs.update(baselines(server.database_url, reference, workdir, args))
+                    pairs = side_by_side_runs(server, reference, args)
             rss = [rss_mb(worker) for worker in workers(server.pid)]
             say("worker RSS: " + ", ".join(f"{r:.1f} MB" for r in rss))
             growth = [grown(server, size, args) for size in args.sizes]
     baseline = ("reference", "reference_healthz", "reference_list", "pgbench")
     complete = all(name in runs for name in (*SCENARIOS, *baseline))
-    return report(runs, growth, rss, args) if complete else None
+    return report(runs, growth, rss, args, pairs) if complete else None
+
+
+def side_by_side_runs(
+    server: LocalServer, reference: tuple[str, int], args: argparse.Namespace
+) -> list[Pair]:
+    """ops/bench/pairs.py: the API's scenarios and the bare handlers, back to back."""
+    if args.rounds < 1:
+        return []
+    say(f"side by side, {args.rounds} rounds of {args.pair_duration:g} s each")
+    timed = scaled(args, args.pair_duration)
+
+    def ours(name: str) -> Run:
+        return measure(server.base, name, timed, server.pid, BENCH_ROWS=str(args.rows))
+
+    def bare(name: str) -> Run:
+        return measure(reference[0], name, timed, reference[1], BENCH_ROWS=str(args.rows))
+
+    return side_by_side(ours, bare, args.rounds, say)
 
 
 def scenarios(server: LocalServer, args: argparse.Namespace) -> dict[str, Run]:
@@ -421,7 +450,7 @@ def scenarios(server: LocalServer, args: argparse.Namespace) -> dict[str, Run]:
 
 def spread(cpu: tuple[float, ...]) -> str:
     """How much busier the busiest worker was than the least busy (1.00x: even)."""
-    return f"{max(cpu) / min(cpu):.2f}x" if len(cpu) > 1 and min(cpu) > 0 else "-"
+    return f"{worker_spread(cpu):.2f}x" if len(cpu) > 1 and min(cpu) > 0 else "-"
 
 
 def current_etag(base: str, path: str) -> str:
@@ -433,13 +462,15 @@ def current_etag(base: str, path: str) -> str:
     return etag
 
 
-def baselines(database_url: str, workdir: Path, args: argparse.Namespace) -> dict[str, Run]:
+def baselines(
+    database_url: str, reference: tuple[str, int], workdir: Path, args: argparse.Namespace
+) -> dict[str, Run]:
     """The bare reference handler and PostgreSQL alone, on the same data."""
     runs = {}
-    with reference_server(database_url, args.workers, workdir / "reference.log") as (base, pid):
-        for name in ("reference", "reference_healthz", "reference_list"):
-            runs[name] = measure(base, name, args, pid, BENCH_ROWS=str(args.rows))
-            say(describe(runs[name]))
+    base, pid = reference
+    for name in ("reference", "reference_healthz", "reference_list"):
+        runs[name] = measure(base, name, args, pid, BENCH_ROWS=str(args.rows))
+        say(describe(runs[name]))
     runs["pgbench"] = pgbench(database_url, args.rows, args, workdir)
     say(describe(runs["pgbench"]))
     return runs
@@ -452,7 +483,7 @@ def grown(server: LocalServer, size: int, args: argparse.Namespace) -> Growth:
     say(f"  {grow(server.database_url, size):.1f} s")
     runs = {}
     for name in GROWTH_SCENARIOS:
-        runs[name] = measure(server.base, name, scaled(args))
+        runs[name] = measure(server.base, name, scaled(args, args.growth_duration))
         say(f"  {describe(runs[name])}")
     return size, count_strategy(server.base), runs
 
@@ -492,8 +523,8 @@ def profiling(pid: int, scenario: str, args: argparse.Namespace) -> Iterator[Non
         say(f"  profile: {output}")
 
 
-def scaled(args: argparse.Namespace) -> argparse.Namespace:
-    return argparse.Namespace(**{**vars(args), "duration": args.growth_duration})
+def scaled(args: argparse.Namespace, duration: float) -> argparse.Namespace:
+    return argparse.Namespace(**{**vars(args), "duration": duration})
 
 
 def describe(run: Run) -> str:
@@ -529,6 +560,10 @@ def main() -> int:
         help="incident counts for the growth table ('' to skip)",
     )
     p.add_argument("--growth-duration", type=float, default=10.0, help="seconds per growth run")
+    p.add_argument(
+        "--rounds", type=int, default=3, help="side-by-side rounds of each pair (0: none)"
+    )
+    p.add_argument("--pair-duration", type=float, default=8.0, help="seconds per side-by-side run")
     p.add_argument(
         "--scenarios",
         type=lambda text: tuple(text.split(",")),
