@@ -55,7 +55,8 @@ class Pair:
         met = "met" if self.median >= self.target else "NOT met"
         return (
             f"| {self.scenario} / {self.bare} | {rounds} | **{self.median:.2f}** | "
-            f">= {self.target:.2f} ({met}) | {p99} (<= {P99_LIMIT:.0f}x) | {spread} |"
+            f">= {self.target:.2f} ({met}) | {p99}; median {self.p99_median:.1f}x"
+            f" (<= {P99_LIMIT:.0f}x) | {spread} |"
         )
 
 
