@@ -17,6 +17,10 @@ and a bare Falcon handler do on the same machine, in the same run.
    docs/performance.md between the bench markers (--no-readme to leave it).
 
     python ops/bench/api.py --rows 20000 --duration 20 --sizes 20000,200000,1000000
+
+Long (about 600 lines) because it is one run's whole story, in the order it runs: the
+servers, the load, the CPU readings and the report; the side-by-side rounds are
+ops/bench/pairs.py, the stack ops/local.py.
 """
 
 from __future__ import annotations
