@@ -17,6 +17,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import psycopg
 
@@ -32,6 +33,7 @@ from .startup import check_logins, log_start, migrating
 from .worker.verify import add_arguments as verify_arguments
 
 log = logging.getLogger("emberlog.cli")
+ASGI_APP = "app.asgi:app"  # imported by uvicorn in each worker process
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -55,6 +57,8 @@ def cmd_routes(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    from .processes.supervisor import Supervisor
+
     with database(settings) as logins:
         db.check_settings(logins.owner, settings)
         applied = None
@@ -65,18 +69,18 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         # The workers read their settings from the environment.
         os.environ["DATABASE_URL"] = logins.app
         os.environ["MIGRATE_DATABASE_URL"] = logins.owner
-        uvicorn.run(
-            "app.asgi:app",
-            host=settings.host,
-            port=settings.port,
-            workers=None if args.reload else settings.workers,
-            reload=args.reload,
-            access_log=False,  # our own JSON line per request replaces it
-            server_header=False,
-            proxy_headers=False,  # the app decides whom to believe (TRUSTED_PROXIES)
-            log_config=None,
-            log_level=settings.log_level.lower(),
-        )
+        options: dict[str, Any] = {
+            "host": settings.host,
+            "port": settings.port,
+            "access_log": False,  # our own JSON line per request replaces it
+            "server_header": False,
+            "proxy_headers": False,  # the app decides whom to believe (TRUSTED_PROXIES)
+            "log_config": None,
+            "log_level": settings.log_level.lower(),
+        }
+        if settings.workers > 1 and not args.reload:  # workers sharing connections evenly
+            return Supervisor(uvicorn.Config(ASGI_APP, **options), settings.workers).run()
+        uvicorn.run(ASGI_APP, reload=args.reload, **options)
     return 0
 
 

@@ -122,7 +122,10 @@ class Settings:
     # --- HTTP -----------------------------------------------------------------------
     host: str = setting("127.0.0.1", "HOST", parse.text, HTTP, "Where uvicorn listens.")
     port: int = setting(8080, "PORT", parse.integer(0, 65535), HTTP, "Port uvicorn listens on.")
-    workers: int = setting(1, "WORKERS", parse.integer(1), HTTP, "uvicorn worker processes.")
+    workers: int = setting(
+        1, "WORKERS", parse.integer(1), HTTP,
+        "Worker processes (uvicorn servers); more than 1 share the connections evenly.",
+    )  # fmt: skip
     public_url: str | None = setting(
         None, "PUBLIC_URL", parse.public_url, HTTP,
         "Absolute base of links (Location, links.self._url). Unset: links are relative paths"

@@ -75,7 +75,8 @@ def side_by_side(
                 (api.rps / base.rps, api.p99_ms / base.p99_ms, spread(api.worker_cpu))
             )
             say(f"  round {number}: {scenario} {api.rps:,.0f} / {reference} {base.rps:,.0f}"
-                f" req/s = {api.rps / base.rps:.2f}")  # fmt: skip
+                f" req/s = {api.rps / base.rps:.2f}, workers"
+                f" {spread(api.worker_cpu):.2f}x")  # fmt: skip
     return [
         Pair(scenario, reference, target, *map(tuple, zip(*found[scenario], strict=True)))
         for scenario, reference, target in PAIRS

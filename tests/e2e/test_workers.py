@@ -1,0 +1,99 @@
+"""WORKERS > 1 (app/processes/): connections shared evenly between the workers, however
+they arrive; a worker that dies or hangs is replaced and held up no one meanwhile; one
+SIGTERM stops them all."""
+
+from __future__ import annotations
+
+import collections
+import http.client
+import os
+import signal
+from pathlib import Path
+
+from tests.waiting import wait_until
+
+CONNECTIONS = 32
+
+
+def workers(pid: int) -> set[int]:
+    """The supervisor's worker processes (not multiprocessing's resource tracker)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return {
+        int(child)
+        for child in children
+        if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes()
+    }
+
+
+def both_running(server, without: int = 0) -> set[int]:
+    """The two workers' pids, once there are two (and none of them is `without`)."""
+
+    def running() -> set[int]:
+        found = workers(server.process.pid)
+        return found if len(found) == 2 and without not in found else set()
+
+    return wait_until(running, what="two workers running")
+
+
+def connected(port: int, count: int) -> list[http.client.HTTPConnection]:
+    """count keep-alive connections, all opened before any is used (as wrk opens them)."""
+    connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(count)]
+    for connection in connections:
+        connection.connect()
+    return connections
+
+
+def served_by(connection: http.client.HTTPConnection) -> str:
+    """Which worker answered: its request ids share a prefix (app/http/middleware.py)."""
+    connection.request("GET", "/healthz")
+    response = connection.getresponse()
+    response.read()
+    assert response.status == 200
+    return response.headers["X-Request-ID"][:16]
+
+
+def serving(port: int) -> set[str]:
+    """The workers that answer 8 new connections."""
+    connections = connected(port, 8)
+    try:
+        return {served_by(c) for c in connections}
+    finally:
+        for connection in connections:
+            connection.close()
+
+
+def test_a_burst_of_keep_alive_connections_is_shared_evenly(serve):
+    server = serve(WORKERS="2")
+    connections = connected(server.port, CONNECTIONS)
+    try:
+        shares = collections.Counter(served_by(c) for c in connections)
+        assert len(shares) == 2, shares
+        assert all(12 <= n <= 20 for n in shares.values()), shares  # uvicorn's own: 32/0 seen
+        again = collections.Counter(served_by(c) for c in connections)
+        assert again == shares  # each connection stays with its worker
+    finally:
+        for connection in connections:
+            connection.close()
+
+
+def test_a_killed_worker_is_replaced_and_sigterm_stops_them_all(serve):
+    server = serve(WORKERS="2")
+    victim = min(both_running(server))
+    os.kill(victim, signal.SIGKILL)
+    now = both_running(server, without=victim)  # a replacement
+    wait_until(lambda: len(serving(server.port)) == 2, what="both serving")
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(30) == 0
+    assert not any(Path(f"/proc/{pid}").exists() for pid in now)
+
+
+def test_a_hung_worker_holds_up_no_new_connection_and_is_replaced(serve):
+    server = serve(WORKERS="2")
+    stuck = min(both_running(server))
+    os.kill(stuck, signal.SIGSTOP)  # its loop no longer beats, its accept thread is frozen
+    try:
+        assert len(serving(server.port)) == 1  # all by the live one
+        both_running(server, without=stuck)  # killed, and replaced
+    finally:
+        if Path(f"/proc/{stuck}").exists():
+            os.kill(stuck, signal.SIGKILL)
