@@ -2,8 +2,8 @@
 worker, how many connections it holds open and when its event loop last beat.
 
 A flat array of doubles in shared memory, two per worker, each pair written only by its
-worker (its accept thread and its loop, app/processes/balanced.py) and reset by the
-supervisor when it starts a replacement. Readers take what they find: a count a moment
+worker's event loop (app/processes/balanced.py) and reset by the supervisor when it
+starts a replacement. Readers take what they find: a count a moment
 old only decides which worker accepts the next connection.
 """
 
@@ -36,11 +36,11 @@ class Slots:
         return len(self.shared) // 2
 
     def count(self, index: int, open_connections: int) -> None:
-        """A worker's count, as it accepts (its accept thread)."""
+        """A worker's count, as it changes (a connection taken or closed)."""
         self.shared[2 * index] = float(open_connections)
 
     def beat(self, index: int, open_connections: int) -> None:
-        """A worker's beat, from its event loop: its count, and that the loop runs."""
+        """A worker's beat: its count, and that its loop runs (every BEAT seconds)."""
         self.shared[2 * index] = float(open_connections)
         self.shared[2 * index + 1] = time.monotonic()
 

@@ -90,7 +90,7 @@ def test_a_killed_worker_is_replaced_and_sigterm_stops_them_all(serve):
 def test_a_hung_worker_holds_up_no_new_connection_and_is_replaced(serve):
     server = serve(WORKERS="2")
     stuck = min(both_running(server))
-    os.kill(stuck, signal.SIGSTOP)  # its loop no longer beats, its accept thread is frozen
+    os.kill(stuck, signal.SIGSTOP)  # its loop no longer beats nor accepts
     try:
         assert len(serving(server.port)) == 1  # all by the live one
         both_running(server, without=stuck)  # killed, and replaced
