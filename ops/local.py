@@ -62,6 +62,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def workers(pid: int) -> list[int]:
+    """The worker processes of `emberlog-api serve` (pid): its children but multiprocessing's
+    resource tracker (with WORKERS=1 it serves in its own process: [pid])."""
+    children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    found = [
+        child
+        for child in children
+        if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes()
+    ]
+    return found or [pid]
+
+
 def _new_database(server_url: str) -> str:
     name = f"local_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(server_url, autocommit=True) as conn:

@@ -53,7 +53,7 @@ from ops.bench.pairs import Pair, side_by_side  # noqa: E402
 from ops.bench.pairs import report as pairs_report  # noqa: E402
 from ops.bench.pairs import spread as worker_spread  # noqa: E402
 from ops.bench.traffic_stack import cpu_of, postgres_pids  # noqa: E402
-from ops.local import LocalServer, free_port, local_server, wait_ready  # noqa: E402
+from ops.local import LocalServer, free_port, local_server, wait_ready, workers  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 # list_304: the list again, with If-None-Match naming its current ETag (issue 18's
@@ -257,18 +257,6 @@ def reference_server(database_url: str, workers: int, log_path: Path) -> Iterato
     finally:
         server.terminate()
         server.wait(30)
-
-
-def workers(pid: int) -> list[int]:
-    """uvicorn's worker processes: the supervisor's children but its resource tracker
-    (with one worker, uvicorn serves in the supervisor process itself)."""
-    children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    found = [
-        child
-        for child in children
-        if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes()
-    ]
-    return found or [pid]
 
 
 def rss_mb(pid: int) -> float:

@@ -1,5 +1,5 @@
 """WORKERS > 1 (app/processes/): connections shared evenly between the workers, however
-they arrive; a worker that dies or hangs is replaced and held up no one meanwhile; one
+they arrive; a worker that dies or hangs is replaced, and holds up no one meanwhile; one
 SIGTERM stops them all."""
 
 from __future__ import annotations
@@ -10,26 +10,17 @@ import os
 import signal
 from pathlib import Path
 
+from ops.local import workers
 from tests.waiting import wait_until
 
 CONNECTIONS = 32
-
-
-def workers(pid: int) -> set[int]:
-    """The supervisor's worker processes (not multiprocessing's resource tracker)."""
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return {
-        int(child)
-        for child in children
-        if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes()
-    }
 
 
 def both_running(server, without: int = 0) -> set[int]:
     """The two workers' pids, once there are two (and none of them is `without`)."""
 
     def running() -> set[int]:
-        found = workers(server.process.pid)
+        found = set(workers(server.process.pid))
         return found if len(found) == 2 and without not in found else set()
 
     return wait_until(running, what="two workers running")
@@ -94,6 +85,8 @@ def test_a_hung_worker_holds_up_no_new_connection_and_is_replaced(serve):
     try:
         assert len(serving(server.port)) == 1  # all by the live one
         both_running(server, without=stuck)  # killed, and replaced
+        log = server.log_path.read_text()
+        assert f"(pid {stuck}) hung for" in log and "killed" in log
     finally:
         if Path(f"/proc/{stuck}").exists():
             os.kill(stuck, signal.SIGKILL)
