@@ -2,13 +2,15 @@
 connections each worker holds (counted with ss halfway through the run), each worker's
 CPU over the run and the busiest over the least busy, and the req/s; with --close, wrk
 opens a connection per request instead (Connection: close), the case where a worker is
-out of turn after nearly every accept.
+out of turn after nearly every accept; with --pin, PostgreSQL runs on a core of its own
+and the workers and wrk on the other (as with the database on another machine).
 
     python ops/bench/balance.py --path /api/v1/incidents/17 --trials 5
     python ops/bench/balance.py --path /healthz --close
+    python ops/bench/balance.py --path '/api/v1/incidents?page_size=50' --pin
 
 A throwaway stack (ops/local.py: embedded PostgreSQL, `emberlog-api serve`, rate limits
-off), BENCH_ROWS incidents seeded as make bench seeds them.
+off), --rows incidents seeded as make bench seeds them.
 """
 
 from __future__ import annotations
@@ -25,10 +27,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from ops.bench.api import grow, require_wrk
 from ops.bench.pairs import spread
-from ops.bench.traffic_stack import cpu_of
+from ops.bench.traffic_stack import cpu_of, postgres_pids
 from ops.local import local_server, workers
 
 LIMITS_OFF = {"RATE_LIMIT_PER_ADDRESS": "0", "RATE_LIMIT_PER_KEY": "0"}
+APP_CPUS, DATABASE_CPUS = "0", "1"  # --pin: as if PostgreSQL had a machine of its own
+
+
+def pin(pids: list[int], cpus: str) -> None:
+    """Every thread of each process onto cpus (children forked later inherit it)."""
+    for pid in pids:
+        subprocess.run(
+            ["taskset", "-a", "-p", "-c", cpus, str(pid)], capture_output=True, check=True
+        )
 
 
 def connections(port: int, pids: list[int]) -> list[int]:
@@ -57,6 +68,8 @@ def trial(base: str, pids: list[int], args: argparse.Namespace) -> str:
     ]
     if args.close:
         command[1:1] = ["-H", "Connection: close"]
+    if args.pin:
+        command[0:0] = ["taskset", "-c", APP_CPUS]
     before = cpu_of(pids)
     timer.start()
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
@@ -82,6 +95,9 @@ def main() -> int:
     p.add_argument("--rows", type=int, default=20_000)
     p.add_argument("--close", action="store_true", help="a new connection per request")
     p.add_argument("--threads", type=int, default=2, help="wrk threads")
+    p.add_argument(
+        "--pin", action="store_true", help="PostgreSQL on CPU 1, the workers and wrk on CPU 0"
+    )
     args = p.parse_args()
     args.wrk = require_wrk()
     with (
@@ -90,6 +106,9 @@ def main() -> int:
     ):
         grow(server.database_url, args.rows)
         pids = workers(server.pid)
+        if args.pin:
+            pin(postgres_pids(Path(tmp) / "pg"), DATABASE_CPUS)
+            pin(pids, APP_CPUS)
         for number in range(1, args.trials + 1):
             print(f"{args.path} trial {number}: {trial(server.base, pids, args)}", flush=True)
     return 0
