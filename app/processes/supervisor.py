@@ -1,12 +1,13 @@
 """WORKERS > 1: the parent process. It binds the listening socket, starts the workers
 (app/processes/balanced.py) with the memory they share their load in, replaces a worker
-that dies or whose event loop stops beating, and on SIGTERM or SIGINT stops them all,
-each shutting down gracefully as uvicorn does.
+that dies or whose event loop stops beating, replaces them one at a time on SIGHUP (new
+Python code without closing the socket, as uvicorn's supervisor does), and on SIGTERM or
+SIGINT stops them all, each shutting down gracefully as uvicorn does.
 
 Why not uvicorn's own supervisor (uvicorn.supervisors.Multiprocess): it builds a plain
 uvicorn Server in each worker, with no way to give it another, and its workers accept
-by chance (see balanced.py). What it does besides (SIGHUP restarts, SIGTTIN/SIGTTOU)
-the API does not need: a deploy reloads the routes by NOTIFY (app/database/reload.py).
+by chance (see balanced.py). What it does besides (SIGTTIN/SIGTTOU: one worker more or
+less) the API does without.
 """
 
 from __future__ import annotations
@@ -46,11 +47,14 @@ class Supervisor:
         self.slots = Slots.create(workers)
         self.processes: list[SpawnProcess] = []
         self.stopping = threading.Event()
+        self.to_restart: list[int] = []  # SIGHUP's workers, not yet replaced
+        self.retiring: tuple[int, SpawnProcess] | None = None  # the one being replaced
 
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT; the exit status (a worker's failed start ends all)."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stopping.set())
+        signal.signal(signal.SIGHUP, lambda *_: self.restart())
         self.listener = self.config.bind_socket()
         self.listener.listen(self.config.backlog)  # bound only: uvicorn's loop would listen
         self.processes = [self.spawn(index) for index in range(len(self.slots))]
@@ -59,6 +63,7 @@ class Supervisor:
             if not self.replace_lost():
                 status = STARTUP_FAILURE
                 break
+            self.roll()
         self.stop_all()
         return status
 
@@ -87,9 +92,31 @@ class Supervisor:
                 return False
             if self.stopping.is_set():
                 return True
-            log.error("worker %d (pid %s) exited with %s", index, process.pid, process.exitcode)
+            retired = self.retiring is not None and self.retiring[1] is process
+            (log.info if retired else log.error)(
+                "worker %d (pid %s) exited with %s", index, process.pid, process.exitcode
+            )
             self.processes[index] = self.spawn(index)
         return True
+
+    def restart(self) -> None:
+        """SIGHUP: every worker replaced, one at a time (roll)."""
+        if not self.to_restart:
+            self.to_restart = list(range(len(self.processes)))
+            log.info("restarting the workers one at a time (SIGHUP)")
+
+    def roll(self) -> None:
+        """The restart's next step: stop the next worker (gracefully) once the last one's
+        replacement beats, so the others serve meanwhile (replace_lost starts the new)."""
+        if self.retiring is not None:
+            index, process = self.retiring
+            if self.processes[index] is process or self.slots.silent_for(index) is None:
+                return  # still stopping, or its replacement is not serving yet
+            self.retiring = None
+        if self.to_restart:
+            index = self.to_restart.pop(0)
+            self.retiring = (index, self.processes[index])
+            self.processes[index].terminate()
 
     def stop_all(self) -> None:
         for process in self.processes:

@@ -1,6 +1,7 @@
 """WORKERS > 1 (app/processes/): connections shared evenly between the workers, however
-they arrive; a worker that dies or hangs is replaced, and holds up no one meanwhile; one
-SIGTERM stops them all."""
+they arrive; a worker that dies or hangs is replaced, and holds up no one meanwhile;
+SIGHUP replaces them all one at a time while the others serve; one SIGTERM stops them
+all."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import collections
 import http.client
 import os
 import signal
+import threading
 from pathlib import Path
+
+import httpx
 
 from ops.local import workers
 from tests.waiting import wait_until
@@ -90,3 +94,38 @@ def test_a_hung_worker_holds_up_no_new_connection_and_is_replaced(serve):
     finally:
         if Path(f"/proc/{stuck}").exists():
             os.kill(stuck, signal.SIGKILL)
+
+
+def test_sighup_replaces_every_worker_one_at_a_time_while_the_others_serve(serve):
+    server = serve(WORKERS="2")
+    before = both_running(server)
+    answers: list[int] = []
+    done = threading.Event()
+
+    def client() -> None:
+        """A new connection per request; one retry of a GET whose connection closed
+        before any answer (a worker stopping right after taking it), as browsers do."""
+        while not done.is_set():
+            for attempt in (1, 2):
+                try:
+                    answers.append(httpx.get(f"{server.base}/healthz", timeout=10).status_code)
+                    break
+                except httpx.TransportError:
+                    if attempt == 2:
+                        answers.append(0)
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    try:
+        server.process.send_signal(signal.SIGHUP)
+        after = wait_until(
+            lambda: (pids := both_running(server)).isdisjoint(before) and pids,
+            timeout=60,
+            what="both workers replaced",
+        )
+        wait_until(lambda: len(serving(server.port)) == 2, what="both serving")
+    finally:
+        done.set()
+        thread.join()
+    assert set(answers) == {200}, collections.Counter(answers)
+    assert server.process.poll() is None and len(after) == 2
