@@ -1,5 +1,6 @@
 """One worker's share of the connections (issue 18): it accepts from the shared listening
-socket only while it holds no more connections than the least loaded live worker.
+socket only while it holds no more connections than the least loaded live worker (give
+or take one in slots.SLACK).
 
 Why: wrk, a browser or a proxy opens its keep-alive connections in a burst and keeps
 them. uvicorn's workers each accept in their event loop from the shared socket (or

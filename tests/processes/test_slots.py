@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from app.processes.slots import STALE, Slots
+from app.processes.slots import SLACK, STALE, Slots
 
 
 def slots_with(*counts: int) -> Slots:
@@ -34,3 +34,11 @@ def test_a_count_published_as_it_accepts_is_seen_at_once_and_keeps_the_beat():
     slots.count(0, 1)
     assert not slots.my_turn(0, 1) and slots.my_turn(1, 0)
     assert slots.shared[1] == beat  # only the loop's beat says the worker is alive
+
+
+def test_past_a_few_dozen_a_worker_may_run_ahead_by_one_in_slack():
+    slots = slots_with(3200, 0)  # worker 1 asks, against worker 0's 3,200
+    ahead = 3200 + 3200 // SLACK
+    assert slots.my_turn(1, ahead) and not slots.my_turn(1, ahead + 1)
+    small = slots_with(31, 0)
+    assert not small.my_turn(1, 32)  # below SLACK connections: exact
