@@ -217,7 +217,10 @@ class BalancedServer(uvicorn.Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         if self.acceptor is not None:
-            self.acceptor.stop()
+            # Forgotten first: a connection closing during the shutdown below must not
+            # start watching the socket again (closed() resumes only a live acceptor).
+            acceptor, self.acceptor = self.acceptor, None
+            acceptor.stop()
             self.beating.cancel()
         self.slots.reset(self.index)  # no longer one of the workers the others wait for
         await super().shutdown(sockets=sockets)
