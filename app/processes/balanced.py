@@ -14,6 +14,9 @@ The worker's event loop watches the listening socket itself and takes one connec
 a time (loop.connect_accepted_socket, with uvicorn's own HTTP protocol), publishing its
 count before it looks again; everything else is uvicorn's Server: lifespan, signals,
 graceful shutdown.
+
+A little over ~200 lines: the accept's states (watching, paused, looking again) and the
+server whose counts drive them are one mechanism, read together.
 """
 
 from __future__ import annotations

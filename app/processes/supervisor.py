@@ -18,6 +18,7 @@ import multiprocessing
 import signal
 import socket
 import threading
+import time
 from multiprocessing.context import SpawnProcess
 
 import uvicorn
@@ -47,8 +48,10 @@ class Supervisor:
         self.slots = Slots.create(workers)
         self.processes: list[SpawnProcess] = []
         self.stopping = threading.Event()
+        self.grace = config.timeout_graceful_shutdown or GRACE
         self.to_restart: list[int] = []  # SIGHUP's workers, not yet replaced
-        self.retiring: tuple[int, SpawnProcess] | None = None  # the one being replaced
+        # The one being replaced, and when it was told to stop.
+        self.retiring: tuple[int, SpawnProcess, float] | None = None
 
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT; the exit status (a worker's failed start ends all)."""
@@ -109,24 +112,31 @@ class Supervisor:
         """The restart's next step: stop the next worker (gracefully) once the last one's
         replacement beats, so the others serve meanwhile (replace_lost starts the new)."""
         if self.retiring is not None:
-            index, process = self.retiring
-            if self.processes[index] is process or self.slots.silent_for(index) is None:
-                return  # still stopping, or its replacement is not serving yet
+            index, process, told = self.retiring
+            if self.processes[index] is process:  # still stopping
+                if time.monotonic() - told > self.grace:
+                    self.kill_late(process)  # replace_lost starts the new one
+                return
+            if self.slots.silent_for(index) is None:
+                return  # its replacement is not serving yet
             self.retiring = None
         if self.to_restart:
             index = self.to_restart.pop(0)
-            self.retiring = (index, self.processes[index])
+            self.retiring = (index, self.processes[index], time.monotonic())
             self.processes[index].terminate()
 
     def stop_all(self) -> None:
         for process in self.processes:
             if process.is_alive():
                 process.terminate()  # SIGTERM: uvicorn's graceful shutdown in the worker
-        grace = self.config.timeout_graceful_shutdown or GRACE
         for process in self.processes:
-            process.join(grace)
+            process.join(self.grace)
             if process.is_alive():
-                log.error("worker pid %s still running after %s s: killed", process.pid, grace)
-                process.kill()
+                self.kill_late(process)
                 process.join()
         self.listener.close()
+
+    def kill_late(self, process: SpawnProcess) -> None:
+        """A worker told to stop that has not within the grace period."""
+        log.error("worker pid %s still running after %s s: killed", process.pid, self.grace)
+        process.kill()
