@@ -2,9 +2,10 @@
 verify-webhook, psql.
 
 Every command an operator runs, a few lines each, sharing ``database()`` (which login
-each needs: app/database/logins.py); serve's start-up checks and line are app/startup.py.
+each needs: app/database/logins.py); serve's start-up checks and line are app/startup.py,
+how it runs the server app/processes/serving.py.
 One job, the command table: each command's body and its arguments side by side, which is
-why it runs a little over ~250 lines. What a command does beyond wiring lives with its
+why it runs a little over ~200 lines. What a command does beyond wiring lives with its
 subject (verify-webhook in app/worker/verify.py, the background commands' loops in
 app/bridge/ and app/worker/).
 """
@@ -17,7 +18,6 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 import psycopg
 
@@ -28,12 +28,12 @@ from .database.embedded import EmbeddedPostgres
 from .database.logins import database
 from .environment import from_env
 from .observability import logs
+from .processes import serving
 from .settings import Settings, SettingsError
 from .startup import check_logins, log_start, migrating
 from .worker.verify import add_arguments as verify_arguments
 
 log = logging.getLogger("emberlog.cli")
-ASGI_APP = "app.asgi:app"  # imported by uvicorn in each worker process
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -55,10 +55,6 @@ def cmd_routes(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from .processes.supervisor import Supervisor
-
     with database(settings) as logins:
         db.check_settings(logins.owner, settings)
         applied = None
@@ -69,19 +65,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         # The workers read their settings from the environment.
         os.environ["DATABASE_URL"] = logins.app
         os.environ["MIGRATE_DATABASE_URL"] = logins.owner
-        options: dict[str, Any] = {
-            "host": settings.host,
-            "port": settings.port,
-            "access_log": False,  # our own JSON line per request replaces it
-            "server_header": False,
-            "proxy_headers": False,  # the app decides whom to believe (TRUSTED_PROXIES)
-            "log_config": None,
-            "log_level": settings.log_level.lower(),
-        }
-        if settings.workers > 1 and not args.reload:  # workers sharing connections evenly
-            return Supervisor(uvicorn.Config(ASGI_APP, **options), settings.workers).run()
-        uvicorn.run(ASGI_APP, reload=args.reload, **options)
-    return 0
+        status = serving.serve(settings, args.reload)  # the database stays up meanwhile
+    return status
 
 
 def cmd_prune_events(settings: Settings, args: argparse.Namespace) -> int:
