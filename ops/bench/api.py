@@ -442,7 +442,7 @@ def scenarios(server: LocalServer, args: argparse.Namespace) -> dict[str, Run]:
 
 def spread(cpu: tuple[float, ...]) -> str:
     """How much busier the busiest worker was than the least busy (1.00x: even)."""
-    return f"{worker_spread(cpu):.2f}x" if len(cpu) > 1 and min(cpu) > 0 else "-"
+    return f"{worker_spread(cpu):.2f}x" if len(cpu) > 1 else "-"
 
 
 def current_etag(base: str, path: str) -> str:

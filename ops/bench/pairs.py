@@ -9,6 +9,7 @@ target.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -84,8 +85,11 @@ def side_by_side(
 
 
 def spread(cpu: tuple[float, ...]) -> float:
-    """How much busier the busiest worker was than the least busy (1.0: even)."""
-    return max(cpu) / min(cpu) if len(cpu) > 1 and min(cpu) > 0 else 1.0
+    """How much busier the busiest worker was than the least busy (1.0: even; infinite
+    when one did nothing while another worked: the worst split, never "even")."""
+    if len(cpu) < 2 or max(cpu) == 0:
+        return 1.0
+    return max(cpu) / min(cpu) if min(cpu) > 0 else math.inf
 
 
 def report(pairs: list[Pair]) -> list[str]:

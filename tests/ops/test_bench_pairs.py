@@ -3,6 +3,7 @@ with the bare handler's that followed it, and the median is what meets the targe
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ops.bench.pairs import PAIRS, side_by_side, spread
@@ -46,3 +47,8 @@ def test_each_round_is_one_api_run_then_its_bare_run_and_the_median_is_held():
 def test_spread_of_one_worker_is_even():
     assert spread((2.0,)) == 1.0
     assert spread((1.2, 1.0)) == 1.2
+
+
+def test_a_worker_that_did_nothing_beside_a_busy_one_is_the_worst_spread():
+    assert spread((3.9, 0.0)) == math.inf
+    assert spread((0.0, 0.0)) == 1.0  # nobody worked: nothing uneven
