@@ -79,11 +79,12 @@ class Settings:
     )  # fmt: skip
     pool_min_size: int = setting(
         2, "POOL_MIN_SIZE", parse.integer(0), DATABASE,
-        "Connections each worker's request pool keeps open.",
+        "Connections the request pools keep open, split between the WORKERS (rounded up).",
     )  # fmt: skip
     pool_max_size: int = setting(
         10, "POOL_MAX_SIZE", parse.integer(1), DATABASE,
-        "Most connections each worker's request pool opens.",
+        "Most connections the request pools open: the server's, split evenly between its"
+        " WORKERS (each at least 1).",
     )  # fmt: skip
     pool_timeout: float = setting(
         5.0, "POOL_TIMEOUT", parse.number(), DATABASE,
@@ -236,7 +237,7 @@ class Settings:
     )  # fmt: skip
     route_pool_share: float = setting(
         0.5, "ROUTE_POOL_SHARE", parse.share, LIMITS,
-        "Share of POOL_MAX_SIZE one route's calls may hold at once; the next waits up to"
+        "Share of a worker's pool one route's calls may hold at once; the next waits up to"
         " POOL_TIMEOUT, then a 503.",
     )  # fmt: skip
     max_streams_per_address: int = setting(
@@ -462,6 +463,19 @@ class Settings:
     def owner_url(self) -> str | None:
         """The login that migrates and administers: MIGRATE_DATABASE_URL, else DATABASE_URL."""
         return self.migrate_database_url or self.database_url
+
+    @property
+    def worker_pool_max_size(self) -> int:
+        """One worker's part of POOL_MAX_SIZE. Split, not multiplied by WORKERS: the
+        database meets the same number of connections however many workers share them,
+        and a few per core of it run faster than many (issue 18: with two workers of
+        ten each on two cores, PostgreSQL's backends starved one worker of CPU)."""
+        return max(1, self.pool_max_size // self.workers)
+
+    @property
+    def worker_pool_min_size(self) -> int:
+        """One worker's part of POOL_MIN_SIZE (rounded up), never above its most."""
+        return min(-(-self.pool_min_size // self.workers), self.worker_pool_max_size)
 
     @property
     def embedded(self) -> bool:

@@ -65,7 +65,7 @@ class AppState:
         settings = self.settings
         self.in_flight = InFlight(settings.concurrency_per_address)
         self.route_slots = RouteSlots(
-            settings.pool_max_size, settings.route_pool_share, settings.pool_timeout
+            settings.worker_pool_max_size, settings.route_pool_share, settings.pool_timeout
         )
         self.grants = Grants(self.require_pool)
         self.reloader = Reloader(self)

@@ -89,8 +89,8 @@ def create_pool(
     return AsyncConnectionPool(
         url,
         kwargs=connect_kwargs(settings),
-        min_size=settings.pool_min_size,
-        max_size=max(settings.pool_max_size, settings.pool_min_size),
+        min_size=settings.worker_pool_min_size,
+        max_size=settings.worker_pool_max_size,
         timeout=settings.pool_timeout,
         configure=configure,
         open=False,

@@ -10,7 +10,7 @@
   and the routes' shares instead (a service may rightly write in parallel, and its
   key can be revoked).
 - **A share of the pool per route** (ROUTE_POOL_SHARE): calls of one route hold at most
-  that share of POOL_MAX_SIZE at once, so one slow route cannot starve the others.
+  that share of the worker's pool at once, so one slow route cannot starve the others.
 
 All three answer at once, in the JSON error shape, and nothing is written.
 """

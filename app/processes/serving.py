@@ -5,6 +5,7 @@ their settings from the environment."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ..settings import Settings
@@ -29,5 +30,8 @@ def serve(settings: Settings, reload: bool) -> int:
     }
     if settings.workers > 1 and not reload:  # workers sharing connections evenly
         return Supervisor(uvicorn.Config(ASGI_APP, **options), settings.workers).run()
+    # One process serves: its request pool is all of POOL_MAX_SIZE (the reloader's server
+    # reads its settings from the environment), not a worker's part of it.
+    os.environ["WORKERS"] = "1"
     uvicorn.run(ASGI_APP, reload=reload, **options)
     return 0

@@ -49,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from app.database.embedded import EmbeddedPostgres  # noqa: E402
+from app.environment import from_env  # noqa: E402
 from ops.bench.pairs import Pair, side_by_side  # noqa: E402
 from ops.bench.pairs import report as pairs_report  # noqa: E402
 from ops.bench.pairs import spread as worker_spread  # noqa: E402
@@ -232,9 +233,16 @@ def count_strategy(base: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def reference_server(database_url: str, workers: int, log_path: Path) -> Iterator[tuple[str, int]]:
-    """ops/bench/reference.py under uvicorn, with the API's worker count."""
+    """ops/bench/reference.py under uvicorn, with the API's worker count and each worker's
+    pool as large as each of the API's (POOL_MAX_SIZE is the server's, split)."""
     port = free_port()
-    environ = {**os.environ, "DATABASE_URL": database_url}
+    api = from_env({**os.environ, "WORKERS": str(workers)})
+    environ = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "POOL_MIN_SIZE": str(api.worker_pool_min_size),
+        "POOL_MAX_SIZE": str(api.worker_pool_max_size),
+    }
     command = [
         sys.executable,
         "-m",

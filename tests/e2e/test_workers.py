@@ -71,6 +71,23 @@ def test_a_burst_of_keep_alive_connections_is_shared_evenly(serve):
             connection.close()
 
 
+def test_each_worker_opens_its_part_of_the_pool(serve):
+    server = serve(WORKERS="2", POOL_MAX_SIZE="6", POOL_MIN_SIZE="2")
+    connections = connected(server.port, CONNECTIONS)
+    try:
+        by_worker = {served_by(c): c for c in connections}
+        assert len(by_worker) == 2, by_worker
+        for connection in by_worker.values():
+            connection.request("GET", "/metrics")
+            response = connection.getresponse()
+            text = response.read().decode()
+            assert response.status == 200
+            assert 'emberlog_pool_max_size{pool="requests"} 3.0' in text  # 6 split, not 6 each
+    finally:
+        for connection in connections:
+            connection.close()
+
+
 def test_a_killed_worker_is_replaced_and_sigterm_stops_them_all(serve):
     server = serve(WORKERS="2")
     victim = min(both_running(server))

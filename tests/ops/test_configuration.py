@@ -40,6 +40,22 @@ def test_an_empty_environment_is_the_defaults():
     assert from_env({}) == Settings()
 
 
+@pytest.mark.parametrize(
+    ("workers", "most", "least", "per_worker"),
+    [
+        (1, 10, 2, (10, 2)),
+        (2, 10, 2, (5, 1)),
+        (3, 10, 2, (3, 1)),
+        (4, 3, 0, (1, 0)),
+        (2, 1, 5, (1, 1)),  # never more kept open than opened
+    ],
+)
+def test_the_pool_is_the_servers_split_between_its_workers(workers, most, least, per_worker):
+    env = {"WORKERS": str(workers), "POOL_MAX_SIZE": str(most), "POOL_MIN_SIZE": str(least)}
+    settings = from_env(env)
+    assert (settings.worker_pool_max_size, settings.worker_pool_min_size) == per_worker
+
+
 def test_old_names_still_work_and_say_so():
     old = from_env(
         {
