@@ -246,9 +246,7 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
     keep interval := coalesce(
-        prune_alerts.retention,
-        nullif(current_setting('emberlog.alert_retention', true), '')::interval,
-        interval '30 days'
+        prune_alerts.retention, internal.interval_setting('emberlog.alert_retention', '30 days')
     );
     deleted bigint;
 begin

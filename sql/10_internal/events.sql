@@ -145,9 +145,7 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
     keep interval := coalesce(
-        prune_events.retention,
-        nullif(current_setting('emberlog.event_retention', true), '')::interval,
-        interval '7 days'
+        prune_events.retention, internal.interval_setting('emberlog.event_retention', '7 days')
     );
     cutoff bigint;
     deleted bigint;

@@ -9,61 +9,6 @@
 -- the batch's query (no call per field), which runs under the search_path that
 -- internal.trunk_recorder_checked pins.
 
-create or replace function internal.traffic_setting(name text, fallback text, valid boolean)
-returns text
-language plpgsql
-stable
-set search_path = pg_catalog, pg_temp
-as $$
-begin
-    -- A wrong setting is the deployment's fault, not a message's: a 503 (the bridge
-    -- waits and retries, acknowledging nothing), never a message refused or dropped.
-    if not valid then
-        raise sqlstate 'PT503' using
-            message = traffic_setting.name || ' is '
-            || quote_literal(current_setting(traffic_setting.name, true))
-            || ', not a valid value: set it right (DB_SETTINGS, or alter database ... set)',
-            hint = 'misconfigured';
-    end if;
-    return coalesce(nullif(current_setting(traffic_setting.name, true), ''), fallback);
-end
-$$;
-
-comment on function internal.traffic_setting(text, text, boolean) is
-'A setting the traffic monitor reads, as text (fallback when unset); valid says whether it casts to its type (the callers: internal.traffic_interval, internal.traffic_number), else a 503 naming it.';
-
-create or replace function internal.traffic_interval(name text, fallback text)
-returns interval
-language sql
-stable
-set search_path = pg_catalog, pg_temp
-as $$
-    -- (pg_input_is_valid caches the type it was first given at a call site: one type
-    -- per function.)
-    select internal.traffic_setting(
-        name, fallback,
-        pg_input_is_valid(coalesce(nullif(current_setting(name, true), ''), fallback), 'interval')
-    )::interval
-$$;
-
-comment on function internal.traffic_interval(text, text) is
-'An interval setting of the traffic monitor (emberlog.decode_history_retention, emberlog.traffic_max_clock_ahead, emberlog.traffic_clock_reset): fallback when unset, a 503 naming it when not an interval.';
-
-create or replace function internal.traffic_number(name text, fallback text)
-returns double precision
-language sql
-stable
-set search_path = pg_catalog, pg_temp
-as $$
-    select internal.traffic_setting(
-        name, fallback,
-        pg_input_is_valid(coalesce(nullif(current_setting(name, true), ''), fallback), 'double precision')
-    )::double precision
-$$;
-
-comment on function internal.traffic_number(text, text) is
-'A number setting of the traffic monitor (emberlog.max_decoderate): fallback when unset, a 503 naming it when not a number.';
-
 create or replace function internal.tr_pattern(kind text)
 returns text
 language sql
@@ -277,7 +222,7 @@ as $$
         from given as g
         cross join (
             -- Read once for the batch.
-            select extract(epoch from now() + internal.traffic_interval(
+            select extract(epoch from now() + internal.interval_setting(
                 'emberlog.traffic_max_clock_ahead', '10 minutes'
             )) as latest
         ) as clock

@@ -17,9 +17,9 @@ declare
     outcome jsonb;
     outcomes jsonb[] := '{}';
     -- The settings, read once for the body (see internal.apply_trunk_recorder).
-    reset_after interval := internal.traffic_interval('emberlog.traffic_clock_reset', '10 minutes');
-    max_rate double precision := internal.traffic_number('emberlog.max_decoderate', '40');
-    retention interval := internal.traffic_interval('emberlog.decode_history_retention', '1 hour');
+    reset_after interval := internal.interval_setting('emberlog.traffic_clock_reset', '10 minutes');
+    max_rate double precision := internal.number_setting('emberlog.max_decoderate', '40');
+    retention interval := internal.interval_setting('emberlog.decode_history_retention', '1 hour');
     results jsonb;
     report jsonb;
 begin
@@ -257,14 +257,14 @@ create function api.get_decode_history(instance_id text default 'trunk-recorder'
 returns json
 language plpgsql
 stable
--- security definer: reads the retention as the writer does (internal.traffic_interval).
+-- security definer: reads the retention as the writer does (internal.interval_setting).
 security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
     parts text[] := regexp_match(get_decode_history."window", '^([1-9][0-9]{0,5})([smh])$');
     span interval;
-    retention interval := internal.traffic_interval('emberlog.decode_history_retention', '1 hour');
+    retention interval := internal.interval_setting('emberlog.decode_history_retention', '1 hour');
     newest timestamptz;
 begin
     if parts is null then

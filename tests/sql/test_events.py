@@ -138,6 +138,21 @@ def test_retention_comes_from_the_argument_or_the_setting(db):
     assert db.execute("select pruned_through from data.event_log_state").fetchone()[0] == 1
 
 
+@pytest.mark.parametrize("setting", ["emberlog.event_retention", "emberlog.alert_retention"])
+def test_a_retention_setting_that_is_no_interval_is_named_and_prunes_nothing(db, setting):
+    create(db)
+    assert len(events(db, 0)) == 1  # published, numbered
+    db.execute("update data.events set created_at = now() - interval '8 days'")
+    db.execute(f"set {setting} = '7 dayz'")
+    with pytest.raises(psycopg.Error) as refused, db.transaction():
+        db.execute("select internal.prune_events()")
+    assert refused.value.sqlstate == "PT503"
+    assert f"{setting} is '7 dayz', not a valid value" in str(refused.value)
+    assert db.execute("select count(*) from data.events").fetchone()[0] == 1
+    if setting == "emberlog.event_retention":  # an explicit retention needs no setting
+        assert db.execute("select internal.prune_events(interval '1 day')").fetchone()[0] == 1
+
+
 def test_an_unknown_future_position_gets_a_reset(db):
     create(db)
     ((position, event, data),) = events(db, 10_000)

@@ -552,8 +552,8 @@ def test_each_setting_is_checked_as_its_own_type_in_one_session(database_url):
     is checked as what it is (pg_input_is_valid keeps the first type it was given at a
     call site, which once let '1 hour' be checked as a number)."""
     read = (
-        "select internal.traffic_number('emberlog.max_decoderate', '40'),"
-        " internal.traffic_interval('emberlog.decode_history_retention', '1 hour')"
+        "select internal.number_setting('emberlog.max_decoderate', '40'),"
+        " internal.interval_setting('emberlog.decode_history_retention', '1 hour')"
     )
     with psycopg.connect(database_url, autocommit=True) as conn:
         assert conn.execute(read).fetchone() == (40.0, datetime.timedelta(hours=1))
