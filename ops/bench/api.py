@@ -61,6 +61,13 @@ HERE = Path(__file__).resolve().parent
 # conditional requests): nothing is rendered. Before create, which changes the version.
 SCENARIOS = ("healthz", "get_by_id", "list", "list_304", "list_filtered", "list_search", "create")
 GROWTH_SCENARIOS = ("list", "list_filtered", "list_search", "events", "events_filtered")
+# ops/bench/reference.py's handlers, by scenario: what each does.
+BARE = {
+    "reference": "get by id",
+    "reference_contract": "get by id, the API's own SQL message",
+    "reference_healthz": "healthz",
+    "reference_list": "the list's SQL page",
+}
 TARGETS = {  # req/s on the 2-core reference machine (issue 5)
     "healthz": 20000,
     "get_by_id": 4500,
@@ -303,9 +310,7 @@ def report(
             f"{run.p99_ms:.2f} | {run.errors} | {ratio(run.rps, healthz.rps)} | "
             f"{ratio(run.rps, ceiling.rps)} |"
         )
-    bare = {"reference": "get by id", "reference_healthz": "healthz",
-            "reference_list": "the list's SQL page"}  # fmt: skip
-    for name, what in bare.items():
+    for name, what in BARE.items():
         run = runs[name]
         lines.append(
             f"| reference handler ({what}) | {run.rps:,.0f} | - | {run.p50_ms:.2f} | "
@@ -405,7 +410,7 @@ def run(args: argparse.Namespace) -> str | None:
             rss = [rss_mb(worker) for worker in workers(server.pid)]
             say("worker RSS: " + ", ".join(f"{r:.1f} MB" for r in rss))
             growth = [grown(server, size, args) for size in args.sizes]
-    baseline = ("reference", "reference_healthz", "reference_list", "pgbench")
+    baseline = (*BARE, "pgbench")
     complete = all(name in runs for name in (*SCENARIOS, *baseline))
     return report(runs, growth, rss, args, pairs) if complete else None
 
@@ -468,7 +473,7 @@ def baselines(
     """The bare reference handler and PostgreSQL alone, on the same data."""
     runs = {}
     base, pid = reference
-    for name in ("reference", "reference_healthz", "reference_list"):
+    for name in BARE:
         runs[name] = measure(base, name, args, pid, BENCH_ROWS=str(args.rows))
         say(describe(runs[name]))
     runs["pgbench"] = pgbench(database_url, args.rows, args, workdir)

@@ -1,9 +1,9 @@
 -- wrk script for `make bench`: one scenario per run, chosen by environment variables.
 --   BENCH_SCENARIO  healthz | get_by_id | list | list_304 | list_filtered | list_search |
 --                   events | events_filtered | create | reference | reference_list |
---                   reference_healthz
+--                   reference_healthz | reference_contract
 --   BENCH_ETAG      If-None-Match for list_304 (the list's current ETag: answered 304)
---   BENCH_ROWS      ids are drawn from 1..BENCH_ROWS (get_by_id, reference)
+--   BENCH_ROWS      ids are drawn from 1..BENCH_ROWS (get_by_id, reference, reference_contract)
 --   BENCH_API_KEY   X-API-Key for create
 --   BENCH_NONCE     makes create's source_audio unique across runs
 -- done() prints one JSON line: requests, duration, latency percentiles (microseconds),
@@ -50,6 +50,7 @@ local paths = {
   get_by_id = function() return "/api/v1/incidents/" .. math.random(rows) end,
   reference = function() return "/incidents/" .. math.random(rows) end,
   reference_list = function() return "/incidents" end,
+  reference_contract = function() return "/contract/incidents/" .. math.random(rows) end,
   reference_healthz = function() return "/healthz" end,
   list = function() return "/api/v1/incidents?page_size=50" end,
   list_304 = function() return "/api/v1/incidents?page_size=50" end,
