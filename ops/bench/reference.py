@@ -13,24 +13,25 @@ Run as ``uvicorn ops.bench.reference:app``."""
 
 from __future__ import annotations
 
-import json
 import os
-from typing import Any
 
 import falcon
 import falcon.asgi
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from app.auth.authenticator import Identity
 from app.database import routes
-from app.http import wire
-from app.http.prepared import AS_ROLE
-from app.http.statements import CONTEXT, Statement, call_statement, script
+from app.database.route_table import Route
+from app.http import prepared, wire
+from app.http.calls import Call
+from app.http.gateway import request_context
+from app.http.statements import CONTEXT, script
 from app.settings import Settings
 
 QUERY = "select api.incident_json(i)::text from api.incidents as i where i.id = %s"
 PAGE = "select api.list_incidents(page_size => 50)::text"  # the list scenario's SQL page
-ROLE = Settings().anon_role  # as the API's requests without credentials run
+SETTINGS = Settings()  # the defaults: the anonymous role, no PUBLIC_URL
 
 
 class Incident:
@@ -65,36 +66,34 @@ class Health:
 
 
 class Contract:
-    """The API's get_by_id message: the two statements it prepares on each connection
-    (app/http/statements.py), read from the route the catalog declares at start-up, and
-    the values of a request without credentials."""
+    """The API's get_by_id message, made by the API's own pieces: the route the catalog
+    declares (read at start-up), its call (app/http/calls.py) and the request's settings
+    (app/http/gateway.py's request_context) for a request without credentials, the two
+    statements prepared on each connection as the API prepares them
+    (app/http/prepared.py)."""
 
     def __init__(self) -> None:
-        self.statements: tuple[Statement, ...] = ()
-        self.values: dict[str, Any] = {
-            "_role": ROLE,
-            "_claims": json.dumps({"role": ROLE}),
-            "_method": "GET",
-            "_base_url": "",
-            "_statement_timeout": None,
-            "body": None,
-            "version": None,  # no If-None-Match: the function runs, as in get_by_id
-        }
+        self.route: Route | None = None
+        self.identity = Identity(SETTINGS.anon_role, {"role": SETTINGS.anon_role})
 
     async def load(self, url: str) -> None:
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
             table = await routes.load(conn, "api")
-        route = next(r for r in table.routes if r.function == "get_incident")
-        call = call_statement(route, ("id",), None)
-        self.statements = (CONTEXT[True], call)
-        self.script = script(call, read_only=True)
+        self.route = next(r for r in table.routes if r.function == "get_incident")
+
+    def call(self, id: int) -> Call:
+        assert self.route is not None, "loaded at start-up"
+        return Call(self.route, {"id": id})  # no If-None-Match: the function runs
 
     async def prepare(self, conn: psycopg.AsyncConnection) -> None:
-        """The pool's configure: each statement prepared as the request's role."""
-        for statement in self.statements:
-            definition = statement.definition.replace("%", "%%")
-            cursor = psycopg.AsyncClientCursor(conn)
-            await cursor.execute(f"{AS_ROLE};\n{definition}", {"role": ROLE})
+        """The pool's configure."""
+        statements = (CONTEXT[True], self.call(0).statement())
+        await prepared.prepare(conn, statements, self.identity.role)
+
+    def message(self, req: falcon.asgi.Request, id: int, conn: psycopg.AsyncConnection) -> bytes:
+        call = self.call(id)
+        values = {**request_context(req, self.identity, SETTINGS).params(), **call.params()}
+        return script(call.statement(), read_only=True).render(values, conn.pgconn)
 
 
 class ContractIncident:
@@ -103,15 +102,9 @@ class ContractIncident:
         self.contract = contract
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, id: int) -> None:
-        values = {
-            **self.contract.values,
-            "_headers": json.dumps({k.lower(): v for k, v in req.headers.items()}),
-            "_path": req.path,
-            "values": json.dumps({"id": id}),
-        }
         conn = await self.pool.getconn()
         try:
-            message = self.contract.script.render(values, conn.pgconn)
+            message = self.contract.message(req, id, conn)
             body = wire.first_row(await wire.run(conn, message))[0]
         finally:
             await self.pool.putconn(conn)
