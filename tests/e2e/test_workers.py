@@ -6,10 +6,12 @@ all."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import http.client
 import os
 import signal
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -30,12 +32,18 @@ def both_running(server, without: int = 0) -> set[int]:
     return wait_until(running, what="two workers running")
 
 
-def connected(port: int, count: int) -> list[http.client.HTTPConnection]:
-    """count keep-alive connections, all opened before any is used (as wrk opens them)."""
+@contextlib.contextmanager
+def connected(port: int, count: int) -> Iterator[list[http.client.HTTPConnection]]:
+    """count keep-alive connections, all opened before any is used (as wrk opens them),
+    closed on the way out."""
     connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(count)]
-    for connection in connections:
-        connection.connect()
-    return connections
+    try:
+        for connection in connections:
+            connection.connect()
+        yield connections
+    finally:
+        for connection in connections:
+            connection.close()
 
 
 def served_by(connection: http.client.HTTPConnection) -> str:
@@ -49,32 +57,23 @@ def served_by(connection: http.client.HTTPConnection) -> str:
 
 def serving(port: int) -> set[str]:
     """The workers that answer 8 new connections."""
-    connections = connected(port, 8)
-    try:
+    with connected(port, 8) as connections:
         return {served_by(c) for c in connections}
-    finally:
-        for connection in connections:
-            connection.close()
 
 
 def test_a_burst_of_keep_alive_connections_is_shared_evenly(serve):
     server = serve(WORKERS="2")
-    connections = connected(server.port, CONNECTIONS)
-    try:
+    with connected(server.port, CONNECTIONS) as connections:
         shares = collections.Counter(served_by(c) for c in connections)
         assert len(shares) == 2, shares
         assert all(12 <= n <= 20 for n in shares.values()), shares  # uvicorn's own: 32/0 seen
         again = collections.Counter(served_by(c) for c in connections)
         assert again == shares  # each connection stays with its worker
-    finally:
-        for connection in connections:
-            connection.close()
 
 
 def test_each_worker_opens_its_part_of_the_pool(serve):
     server = serve(WORKERS="2", POOL_MAX_SIZE="6", POOL_MIN_SIZE="2")
-    connections = connected(server.port, CONNECTIONS)
-    try:
+    with connected(server.port, CONNECTIONS) as connections:
         by_worker = {served_by(c): c for c in connections}
         assert len(by_worker) == 2, by_worker
         for connection in by_worker.values():
@@ -83,9 +82,6 @@ def test_each_worker_opens_its_part_of_the_pool(serve):
             text = response.read().decode()
             assert response.status == 200
             assert 'emberlog_pool_max_size{pool="requests"} 3.0' in text  # 6 split, not 6 each
-    finally:
-        for connection in connections:
-            connection.close()
 
 
 def test_a_killed_worker_is_replaced_and_sigterm_stops_them_all(serve):
