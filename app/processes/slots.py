@@ -46,7 +46,7 @@ class Slots:
 
     def beat(self, index: int, open_connections: int) -> None:
         """A worker's beat: its count, and that its loop runs (every BEAT seconds)."""
-        self.shared[2 * index] = float(open_connections)
+        self.count(index, open_connections)
         self.shared[2 * index + 1] = time.monotonic()
 
     def reset(self, index: int) -> None:
